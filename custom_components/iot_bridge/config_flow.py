@@ -1,0 +1,250 @@
+"""Config flow: pick a protocol, then set up and test the connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
+from homeassistant.core import callback
+from homeassistant.helpers import instance_id
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+
+from .const import (
+    CONF_AUTO_DISCOVERY,
+    CONF_CA_FILE,
+    CONF_CLIENT_ID,
+    CONF_DEADLINE,
+    CONF_DISCOVERY_PREFIX,
+    CONF_PROTOCOL,
+    CONF_RETRIES,
+    CONF_TLS,
+    DEFAULT_DEADLINE,
+    DEFAULT_DISCOVERY_PREFIX,
+    DEFAULT_PORT,
+    DEFAULT_RETRIES,
+    DOMAIN,
+    LOGGER,
+    PROTOCOL_MQTT,
+)
+from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection
+from .hub import mqtt_settings_from
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_PORT = NumberSelector(NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX))
+_CONNECTION_KEYS = (CONF_HOST, CONF_PORT, CONF_USERNAME, CONF_PASSWORD, CONF_TLS, CONF_CA_FILE)
+
+
+def _connection_schema(defaults: Mapping[str, Any]) -> dict[vol.Marker, Any]:
+    """Fields shared by the user and reconfigure steps, pre-filled from defaults."""
+
+    def default(key: str, fallback: Any = "") -> Any:
+        value = defaults.get(key)
+        return fallback if value is None else value
+
+    return {
+        vol.Required(CONF_HOST, default=default(CONF_HOST)): str,
+        vol.Required(CONF_PORT, default=default(CONF_PORT, DEFAULT_PORT)): _PORT,
+        vol.Optional(CONF_USERNAME, default=default(CONF_USERNAME)): str,
+        vol.Optional(CONF_PASSWORD, default=default(CONF_PASSWORD)): _PASSWORD,
+        vol.Required(CONF_TLS, default=default(CONF_TLS, False)): BooleanSelector(),
+        vol.Optional(CONF_CA_FILE, default=default(CONF_CA_FILE)): str,
+    }
+
+
+def _normalise(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Clean form input: integer port, no surrounding blanks."""
+    data = dict(user_input)
+    data[CONF_HOST] = str(data[CONF_HOST]).strip()
+    data[CONF_PORT] = int(data[CONF_PORT])
+    return data
+
+
+def _unique_id(data: Mapping[str, Any]) -> str:
+    return f"{data[CONF_HOST]}:{data[CONF_PORT]}:{data[CONF_CLIENT_ID]}".lower()
+
+
+async def _test_connection(data: Mapping[str, Any]) -> str | None:
+    """Connect once; return an error key for the form, or None on success."""
+    try:
+        await MqttConnection.probe(mqtt_settings_from(data))
+    except MqttAuthError:
+        return "invalid_auth"
+    except MqttConnectError:
+        return "cannot_connect"
+    except Exception:
+        LOGGER.exception("Unexpected error while testing the MQTT connection")
+        return "unknown"
+    return None
+
+
+class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Add an IoT Bridge hub."""
+
+    VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: Any) -> IotBridgeOptionsFlow:
+        """Options: command deadline, retries, discovery."""
+        return IotBridgeOptionsFlow()
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask which protocol the hub speaks."""
+        return self.async_show_menu(step_id="user", menu_options=["mqtt_broker", "coap", "lwm2m"])
+
+    async def async_step_coap(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """CoAP devices are not supported yet."""
+        return self.async_abort(
+            reason="protocol_not_available", description_placeholders={"protocol": "CoAP"}
+        )
+
+    async def async_step_lwm2m(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The LwM2M server is not supported yet."""
+        return self.async_abort(
+            reason="protocol_not_available", description_placeholders={"protocol": "LwM2M"}
+        )
+
+    async def async_step_mqtt_broker(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Broker details, tested before the entry is created."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {CONF_PROTOCOL: PROTOCOL_MQTT, **_normalise(user_input)}
+            await self.async_set_unique_id(_unique_id(data))
+            self._abort_if_unique_id_configured()
+            if (error := await _test_connection(data)) is None:
+                return self.async_create_entry(
+                    title=f"MQTT {data[CONF_HOST]}:{data[CONF_PORT]}", data=data
+                )
+            errors["base"] = error
+        defaults = user_input or await self._mqtt_defaults()
+        schema = {
+            **_connection_schema(defaults),
+            vol.Required(CONF_CLIENT_ID, default=defaults[CONF_CLIENT_ID]): str,
+            vol.Required(
+                CONF_DISCOVERY_PREFIX,
+                default=defaults.get(CONF_DISCOVERY_PREFIX, DEFAULT_DISCOVERY_PREFIX),
+            ): str,
+        }
+        return self.async_show_form(
+            step_id="mqtt_broker", data_schema=vol.Schema(schema), errors=errors
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change broker address or credentials of an existing hub."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {**entry.data, **_normalise(user_input)}
+            new_unique_id = _unique_id(data)
+            if new_unique_id != entry.unique_id:
+                await self.async_set_unique_id(new_unique_id)
+                self._abort_if_unique_id_configured()
+            if (error := await _test_connection(data)) is None:
+                return self.async_update_reload_and_abort(
+                    entry,
+                    unique_id=new_unique_id,
+                    title=f"MQTT {data[CONF_HOST]}:{data[CONF_PORT]}",
+                    data=data,
+                )
+            errors["base"] = error
+        defaults = user_input or entry.data
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=vol.Schema(_connection_schema(defaults)),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The broker rejected the stored credentials."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for new credentials and test them."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {**entry.data, **user_input}
+            if (error := await _test_connection(data)) is None:
+                return self.async_update_reload_and_abort(entry, data=data)
+            errors["base"] = error
+        schema = vol.Schema(
+            {
+                vol.Optional(CONF_USERNAME, default=entry.data.get(CONF_USERNAME) or ""): str,
+                vol.Optional(CONF_PASSWORD, default=""): _PASSWORD,
+            }
+        )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders={"broker": f"{entry.data[CONF_HOST]}:{entry.data[CONF_PORT]}"},
+        )
+
+    async def _mqtt_defaults(self) -> dict[str, Any]:
+        """Pre-fill from Home Assistant's own MQTT entry, when there is one."""
+        defaults: dict[str, Any] = {
+            CONF_PORT: DEFAULT_PORT,
+            CONF_CLIENT_ID: f"iot-bridge-{(await instance_id.async_get(self.hass))[:8]}",
+        }
+        for entry in self.hass.config_entries.async_entries("mqtt"):
+            defaults[CONF_HOST] = entry.data.get("broker", "")
+            defaults[CONF_PORT] = entry.data.get(CONF_PORT, DEFAULT_PORT)
+            defaults[CONF_USERNAME] = entry.data.get(CONF_USERNAME, "")
+            defaults[CONF_PASSWORD] = entry.data.get(CONF_PASSWORD, "")
+            break
+        return defaults
+
+
+class IotBridgeOptionsFlow(OptionsFlow):
+    """Command deadline, retry budget and automatic discovery."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show and store the options."""
+        if user_input is not None:
+            return self.async_create_entry(
+                data={
+                    CONF_DEADLINE: float(user_input[CONF_DEADLINE]),
+                    CONF_RETRIES: int(user_input[CONF_RETRIES]),
+                    CONF_AUTO_DISCOVERY: bool(user_input[CONF_AUTO_DISCOVERY]),
+                }
+            )
+        options = self.config_entry.options
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_DEADLINE, default=options.get(CONF_DEADLINE, DEFAULT_DEADLINE)
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=1,
+                        max=300,
+                        step=0.5,
+                        unit_of_measurement="s",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Required(
+                    CONF_RETRIES, default=options.get(CONF_RETRIES, DEFAULT_RETRIES)
+                ): NumberSelector(NumberSelectorConfig(min=0, max=10, mode=NumberSelectorMode.BOX)),
+                vol.Required(
+                    CONF_AUTO_DISCOVERY, default=options.get(CONF_AUTO_DISCOVERY, True)
+                ): BooleanSelector(),
+            }
+        )
+        return self.async_show_form(step_id="init", data_schema=schema)

@@ -1,0 +1,148 @@
+"""Protocol-independent model: devices, their capabilities, commands and outcomes.
+
+Nothing here knows about Home Assistant or about a particular protocol; the
+protocol packages build these objects and the Home Assistant glue reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class CapabilityKind(StrEnum):
+    """What a capability is; each maps onto one Home Assistant platform."""
+
+    SENSOR = "sensor"
+    BINARY_SENSOR = "binary_sensor"
+    SWITCH = "switch"
+    LOCK = "lock"
+    BUTTON = "button"
+    NUMBER = "number"
+    LIGHT = "light"
+
+
+# The actions each kind accepts; anything else is refused before it is sent.
+ACTIONS_BY_KIND: dict[CapabilityKind, frozenset[str]] = {
+    CapabilityKind.SENSOR: frozenset(),
+    CapabilityKind.BINARY_SENSOR: frozenset(),
+    CapabilityKind.SWITCH: frozenset({"turn_on", "turn_off"}),
+    CapabilityKind.LOCK: frozenset({"lock", "unlock", "open"}),
+    CapabilityKind.BUTTON: frozenset({"press"}),
+    CapabilityKind.NUMBER: frozenset({"set"}),
+    CapabilityKind.LIGHT: frozenset({"turn_on", "turn_off"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """One thing a device can sense or do, addressed by its key."""
+
+    kind: CapabilityKind
+    key: str
+    name: str | None = None
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    writable: bool = False
+    confirmable: bool = False
+    options: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+
+    @property
+    def actions(self) -> frozenset[str]:
+        """Actions this capability accepts."""
+        return ACTIONS_BY_KIND[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What a device says about itself."""
+
+    manufacturer: str | None = None
+    model: str | None = None
+    sw_version: str | None = None
+    hw_version: str | None = None
+    serial_number: str | None = None
+
+
+@dataclass(slots=True)
+class Device:
+    """A device known to a hub, with its capabilities and last reported state."""
+
+    device_id: str
+    name: str
+    info: DeviceInfo = field(default_factory=DeviceInfo)
+    capabilities: dict[str, Capability] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    available: bool = True
+
+    def capability(self, key: str) -> Capability | None:
+        """Return the capability with this key, if the device has it."""
+        return self.capabilities.get(key)
+
+
+class CommandStatus(StrEnum):
+    """How a command ended. Only CONFIRMED means the device did it."""
+
+    CONFIRMED = "confirmed"
+    # Delivered to the transport but not confirmable by design (optimistic).
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    TIMEOUT = "timeout"
+    NOT_DELIVERED = "not_delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request to a device. Retries reuse the same id so devices can drop repeats."""
+
+    command_id: str
+    device_id: str
+    capability: str
+    action: str
+    params: dict[str, Any]
+    # Wall-clock deadline (Unix seconds) sent to devices; the engine also keeps
+    # a monotonic deadline so clock jumps cannot stretch a command.
+    deadline_unix: float
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """A device's answer to a command."""
+
+    command_id: str
+    ok: bool
+    reason: str | None = None
+    state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The single outcome of one command, whatever happened on the way."""
+
+    command: Command
+    status: CommandStatus
+    attempts: int
+    latency_ms: float
+    reason: str | None = None
+    state: dict[str, Any] | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the device confirmed, or an optimistic send was delivered."""
+        return self.status in (CommandStatus.CONFIRMED, CommandStatus.DELIVERED)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for action responses, events and diagnostics."""
+        return {
+            "id": self.command.command_id,
+            "status": self.status.value,
+            "reason": self.reason,
+            "state": self.state,
+            "latency_ms": round(self.latency_ms, 2),
+            "attempts": self.attempts,
+        }

@@ -1,0 +1,161 @@
+"""Base entity and the platform set-up shared by every capability kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from homeassistant.core import callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import DOMAIN
+from .core.model import Capability, CapabilityKind, CommandResult, Device
+from .hub import (
+    IotBridgeConfigEntry,
+    IotBridgeHub,
+    signal_connection,
+    signal_device_update,
+    signal_entity_remove,
+    signal_new_capability,
+)
+
+EntityFactory = Callable[[IotBridgeHub, Device, Capability], Entity]
+
+
+def enum_or_none[E: StrEnum](enum: type[E], value: str | None) -> E | None:
+    """Map a device-declared class name onto Home Assistant's enum; unknown names are ignored."""
+    if value is None:
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        return None
+
+
+def as_number(value: Any) -> float | int | None:
+    """A numeric reading (ints stay ints), or None when the device sent something else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def async_setup_capability_platform(
+    entry: IotBridgeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    kind: CapabilityKind,
+    factory: EntityFactory,
+) -> None:
+    """Create entities for every capability of `kind`, now and when devices announce more."""
+    hub = entry.runtime_data
+
+    @callback
+    def add(device: Device, capability: Capability) -> None:
+        if capability.kind is kind:
+            async_add_entities([factory(hub, device, capability)])
+
+    for device in list(hub.bridge.devices.values()):
+        for capability in device.capabilities.values():
+            add(device, capability)
+    entry.async_on_unload(
+        async_dispatcher_connect(hub.hass, signal_new_capability(entry.entry_id), add)
+    )
+
+
+class IotBridgeEntity(Entity):
+    """An entity backed by one capability of one device."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(self, hub: IotBridgeHub, device: Device, capability: Capability) -> None:
+        self.hub = hub
+        self.device_id = device.device_id
+        self.key = capability.key
+        self._attr_unique_id = f"{hub.entry.entry_id}_{device.device_id}_{capability.key}"
+        self._attr_device_info = DeviceInfo(identifiers={hub.device_identifier(device.device_id)})
+        self._attr_translation_key = capability.kind.value
+        if capability.name:
+            self._attr_name = capability.name
+        elif capability.device_class is None:
+            self._attr_name = capability.key.replace("_", " ").capitalize()
+        if not capability.confirmable and capability.writable:
+            # Commands without confirmation are sent and assumed to have worked.
+            self._attr_assumed_state = True
+
+    @property
+    def device(self) -> Device | None:
+        """The device as the hub knows it now."""
+        return self.hub.device(self.device_id)
+
+    @property
+    def capability(self) -> Capability | None:
+        """The capability as currently described (descriptions can change at runtime)."""
+        device = self.device
+        return device.capability(self.key) if device else None
+
+    @property
+    def reported_value(self) -> Any:
+        """The last reported value of this capability."""
+        device = self.device
+        return device.state.get(self.key) if device else None
+
+    @property
+    def available(self) -> bool:
+        """Available while the broker is connected and the device is online."""
+        device = self.device
+        return self.hub.connected and device is not None and device.available
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the device's updates, the connection, and the capability's removal."""
+        entry_id = self.hub.entry.entry_id
+        for signal in (signal_device_update(entry_id, self.device_id), signal_connection(entry_id)):
+            self.async_on_remove(async_dispatcher_connect(self.hass, signal, self._handle_update))
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass,
+                signal_entity_remove(entry_id, self.device_id, self.key),
+                self._handle_capability_gone,
+            )
+        )
+
+    @callback
+    def _handle_update(self) -> None:
+        self.async_write_ha_state()
+
+    @callback
+    def _handle_capability_gone(self) -> None:
+        registry = er.async_get(self.hass)
+        if registry.async_get(self.entity_id) is not None:
+            registry.async_remove(self.entity_id)
+        else:
+            self.hass.async_create_task(self.async_remove(force_remove=True))
+
+    async def async_command(
+        self, action: str, params: dict[str, Any] | None = None
+    ) -> CommandResult:
+        """Send a command for this capability; failed outcomes raise a translated error."""
+        device, capability = self.device, self.capability
+        if device is None or capability is None:
+            raise _gone_error(self.device_id, self.key)
+        return await self.hub.async_command_or_raise(device, capability, action, params)
+
+
+def _gone_error(device_id: str, key: str) -> HomeAssistantError:
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key="device_gone",
+        translation_placeholders={"device": device_id, "capability": key},
+    )

@@ -1,0 +1,265 @@
+"""The Home Assistant side of one hub: owns the transport, relays device events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryNotReady,
+    HomeAssistantError,
+)
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+
+from .const import (
+    CONF_AUTO_DISCOVERY,
+    CONF_CA_FILE,
+    CONF_CLIENT_ID,
+    CONF_DEADLINE,
+    CONF_DISCOVERY_PREFIX,
+    CONF_RETRIES,
+    CONF_TLS,
+    DEFAULT_DEADLINE,
+    DEFAULT_DISCOVERY_PREFIX,
+    DEFAULT_RETRIES,
+    DOMAIN,
+    EVENT_COMMAND,
+    LOGGER,
+)
+from .core.commands import CommandEngine
+from .core.model import Capability, CommandResult, Device
+from .core.mqtt.bridge import MqttBridge
+from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection, MqttSettings
+from .core.mqtt.profile import Topics
+
+type IotBridgeConfigEntry = ConfigEntry[IotBridgeHub]
+
+
+def mqtt_settings_from(data: Mapping[str, Any]) -> MqttSettings:
+    """Connection settings from config entry data (or config flow input)."""
+    return MqttSettings(
+        host=data[CONF_HOST],
+        port=int(data[CONF_PORT]),
+        client_id=data[CONF_CLIENT_ID],
+        username=data.get(CONF_USERNAME) or None,
+        password=data.get(CONF_PASSWORD) or None,
+        tls=bool(data.get(CONF_TLS, False)),
+        ca_file=data.get(CONF_CA_FILE) or None,
+    )
+
+
+def signal_new_capability(entry_id: str) -> str:
+    """Dispatcher signal: (device, capability) pairs that need an entity."""
+    return f"{DOMAIN}_{entry_id}_new_capability"
+
+
+def signal_device_update(entry_id: str, device_id: str) -> str:
+    """Dispatcher signal: a device's state or availability changed."""
+    return f"{DOMAIN}_{entry_id}_{device_id}_update"
+
+
+def signal_entity_remove(entry_id: str, device_id: str, key: str) -> str:
+    """Dispatcher signal: the capability behind an entity went away or changed shape."""
+    return f"{DOMAIN}_{entry_id}_{device_id}_{key}_remove"
+
+
+def signal_connection(entry_id: str) -> str:
+    """Dispatcher signal: the broker connection changed."""
+    return f"{DOMAIN}_{entry_id}_connection"
+
+
+class IotBridgeHub:
+    """One config entry's transport, devices and command engine."""
+
+    def __init__(self, hass: HomeAssistant, entry: IotBridgeConfigEntry) -> None:
+        self.hass = hass
+        self.entry = entry
+        options = entry.options
+        self.engine = CommandEngine(
+            deadline=float(options.get(CONF_DEADLINE, DEFAULT_DEADLINE)),
+            retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
+        )
+        self.connection = MqttConnection(
+            mqtt_settings_from(entry.data), on_connection_change=self._connection_changed
+        )
+        topics = Topics(
+            prefix=entry.data.get(CONF_DISCOVERY_PREFIX, DEFAULT_DISCOVERY_PREFIX),
+            client_id=entry.data[CONF_CLIENT_ID],
+        )
+        self.bridge = MqttBridge(
+            self.connection,
+            topics,
+            self.engine,
+            self,
+            accept_new_devices=self._accept_new_device,
+        )
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up."""
+        return self.connection.connected
+
+    async def async_start(self) -> None:
+        """Connect; raise the exceptions Home Assistant expects while it cannot."""
+        placeholders = {
+            "broker": f"{self.connection.settings.host}:{self.connection.settings.port}"
+        }
+        try:
+            await self.connection.start()
+        except MqttAuthError as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN,
+                translation_key="invalid_auth",
+                translation_placeholders=placeholders,
+            ) from err
+        except MqttConnectError as err:
+            raise ConfigEntryNotReady(
+                translation_domain=DOMAIN,
+                translation_key="cannot_connect",
+                translation_placeholders={**placeholders, "error": str(err)},
+            ) from err
+
+    async def async_stop(self) -> None:
+        """Fail pending commands and close the connection."""
+        self.engine.cancel_all("IoT Bridge is shutting down")
+        await self.connection.stop()
+
+    def device(self, device_id: str) -> Device | None:
+        """A known device by its protocol id."""
+        return self.bridge.devices.get(device_id)
+
+    async def async_command(
+        self,
+        device: Device,
+        capability: Capability,
+        action: str,
+        params: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> CommandResult:
+        """Send a command, wait for its outcome, and make every outcome visible."""
+        command = self.engine.new_command(
+            device.device_id, capability.key, action, params or {}, deadline=deadline
+        )
+        LOGGER.debug(
+            "Command %s: %s %s on %s", command.command_id, action, capability.key, device.device_id
+        )
+        result = await self.bridge.execute(command, confirmable=capability.confirmable)
+        LOGGER.debug("Command %s ended: %s", command.command_id, result.as_dict())
+        self.hass.bus.async_fire(
+            EVENT_COMMAND,
+            {
+                "device_id": self.device_registry_id(device.device_id),
+                "iot_bridge_device": device.device_id,
+                "capability": capability.key,
+                "action": action,
+                "outcome": result.status.value,
+                "reason": result.reason,
+                "latency_ms": round(result.latency_ms, 2),
+                "attempts": result.attempts,
+                "command_id": command.command_id,
+            },
+        )
+        return result
+
+    async def async_command_or_raise(
+        self,
+        device: Device,
+        capability: Capability,
+        action: str,
+        params: dict[str, Any] | None = None,
+    ) -> CommandResult:
+        """Like async_command, but a failed outcome raises a translated error."""
+        result = await self.async_command(device, capability, action, params)
+        if not result.succeeded:
+            raise command_error(device, capability, result)
+        return result
+
+    def device_registry_id(self, device_id: str) -> str | None:
+        """Home Assistant's device registry id for a protocol device id."""
+        registry = dr.async_get(self.hass)
+        entry = registry.async_get_device(identifiers={self.device_identifier(device_id)})
+        return entry.id if entry else None
+
+    def device_identifier(self, device_id: str) -> tuple[str, str]:
+        """Device registry identifier, unique per hub."""
+        return (DOMAIN, f"{self.entry.entry_id}_{device_id}")
+
+    # BridgeListener ---------------------------------------------------------
+
+    @callback
+    def device_discovered(self, device: Device, previous: Device | None) -> None:
+        """Register the device and ask platforms for entities of new capabilities."""
+        dr.async_get(self.hass).async_get_or_create(
+            config_entry_id=self.entry.entry_id,
+            identifiers={self.device_identifier(device.device_id)},
+            name=device.name,
+            manufacturer=device.info.manufacturer,
+            model=device.info.model,
+            sw_version=device.info.sw_version,
+            hw_version=device.info.hw_version,
+            serial_number=device.info.serial_number,
+        )
+        old = previous.capabilities if previous else {}
+        entry_id = self.entry.entry_id
+        for key, capability in old.items():
+            new = device.capabilities.get(key)
+            if new is None or new.kind is not capability.kind:
+                async_dispatcher_send(self.hass, signal_entity_remove(entry_id, device.device_id, key))
+        for key, capability in device.capabilities.items():
+            known = old.get(key)
+            # Same kind with new details: the existing entity reads them on its next update.
+            if known is None or known.kind is not capability.kind:
+                async_dispatcher_send(self.hass, signal_new_capability(entry_id), device, capability)
+        self.device_state_changed(device)
+
+    @callback
+    def device_removed(self, device_id: str) -> None:
+        """The device cleared its config: remove it from the registry."""
+        registry = dr.async_get(self.hass)
+        entry = registry.async_get_device(identifiers={self.device_identifier(device_id)})
+        if entry is not None:
+            registry.async_update_device(entry.id, remove_config_entry_id=self.entry.entry_id)
+
+    @callback
+    def device_state_changed(self, device: Device) -> None:
+        """Tell the device's entities to refresh."""
+        async_dispatcher_send(
+            self.hass, signal_device_update(self.entry.entry_id, device.device_id)
+        )
+
+    @callback
+    def connection_changed(self, connected: bool) -> None:
+        """Broker up or down: every entity's availability follows."""
+        async_dispatcher_send(self.hass, signal_connection(self.entry.entry_id))
+
+    @callback
+    def _connection_changed(self, connected: bool) -> None:
+        self.bridge.connection_changed(connected)
+
+    def _accept_new_device(self, device_id: str) -> bool:
+        if self.entry.options.get(CONF_AUTO_DISCOVERY, True):
+            return True
+        # With discovery off, only devices the user already has keep working.
+        return self.device_registry_id(device_id) is not None
+
+
+def command_error(
+    device: Device, capability: Capability, result: CommandResult
+) -> HomeAssistantError:
+    """A translated error naming the device and why the command failed."""
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key=f"command_{result.status.value}",
+        translation_placeholders={
+            "device": device.name,
+            "capability": capability.name or capability.key,
+            "action": result.command.action,
+            "reason": result.reason or "",
+            "deadline": f"{result.latency_ms / 1000:.1f}",
+        },
+    )

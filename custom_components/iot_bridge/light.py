@@ -1,0 +1,55 @@
+"""Lights: on/off and brightness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.light import ATTR_BRIGHTNESS, LightEntity
+from homeassistant.components.light.const import ColorMode
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .core.model import CapabilityKind
+from .core.mqtt.profile import as_bool
+from .entity import IotBridgeEntity, async_setup_capability_platform
+from .hub import IotBridgeConfigEntry
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: IotBridgeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up lights for every light capability."""
+    async_setup_capability_platform(entry, async_add_entities, CapabilityKind.LIGHT, IotBridgeLight)
+
+
+class IotBridgeLight(IotBridgeEntity, LightEntity):
+    """A dimmable light; its value is a bool or {"on": bool, "brightness": 0-255}."""
+
+    _attr_color_mode = ColorMode.BRIGHTNESS
+    _attr_supported_color_modes = {ColorMode.BRIGHTNESS}
+
+    @property
+    def is_on(self) -> bool | None:
+        """On, as reported or confirmed."""
+        value = self.reported_value
+        return as_bool(value.get("on")) if isinstance(value, dict) else as_bool(value)
+
+    @property
+    def brightness(self) -> int | None:
+        """Brightness 0-255 when the device reports it."""
+        value = self.reported_value
+        brightness = value.get("brightness") if isinstance(value, dict) else None
+        return int(brightness) if isinstance(brightness, int | float) else None
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Turn on, optionally at a brightness."""
+        params = {"brightness": int(kwargs[ATTR_BRIGHTNESS])} if ATTR_BRIGHTNESS in kwargs else {}
+        await self.async_command("turn_on", params)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Turn off."""
+        await self.async_command("turn_off")

@@ -1,0 +1,114 @@
+"""The iot_bridge.send_command action: a confirmed command with its outcome as response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
+
+from .const import DOMAIN
+from .core.model import Capability, Device
+from .hub import IotBridgeConfigEntry, IotBridgeHub, command_error
+
+SERVICE_SEND_COMMAND = "send_command"
+ATTR_DEVICE_ID = "device_id"
+ATTR_CAPABILITY = "capability"
+ATTR_ACTION = "action"
+ATTR_PARAMS = "params"
+ATTR_DEADLINE = "deadline"
+
+SEND_COMMAND_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_DEVICE_ID): cv.string,
+        vol.Required(ATTR_CAPABILITY): cv.string,
+        vol.Required(ATTR_ACTION): cv.string,
+        vol.Optional(ATTR_PARAMS, default=dict): dict,
+        vol.Optional(ATTR_DEADLINE): vol.All(vol.Coerce(float), vol.Range(min=0.1, max=600)),
+    }
+)
+
+
+def _validation_error(key: str, **placeholders: str) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN, translation_key=key, translation_placeholders=placeholders
+    )
+
+
+def _resolve_target(hass: HomeAssistant, device_registry_id: str) -> tuple[IotBridgeHub, Device]:
+    """Find the hub and the protocol device behind a device registry id."""
+    device_entry = dr.async_get(hass).async_get(device_registry_id)
+    if device_entry is None:
+        raise _validation_error("unknown_device", device=device_registry_id)
+    for entry_id in device_entry.config_entries:
+        entry: IotBridgeConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
+        if entry is None or entry.domain != DOMAIN:
+            continue
+        if entry.state is not ConfigEntryState.LOADED:
+            raise _validation_error(
+                "hub_not_loaded", device=device_entry.name or device_registry_id
+            )
+        hub = entry.runtime_data
+        for domain, identifier in device_entry.identifiers:
+            if domain != DOMAIN:
+                continue
+            device = hub.device(identifier.removeprefix(f"{entry_id}_"))
+            if device is not None:
+                return hub, device
+    raise _validation_error("unknown_device", device=device_entry.name or device_registry_id)
+
+
+def _resolve_capability(device: Device, key: str, action: str) -> Capability:
+    capability = device.capability(key)
+    if capability is None:
+        raise _validation_error(
+            "unknown_capability",
+            device=device.name,
+            capability=key,
+            known=", ".join(sorted(device.capabilities)),
+        )
+    if action not in capability.actions:
+        raise _validation_error(
+            "unknown_action",
+            capability=key,
+            action=action,
+            known=", ".join(sorted(capability.actions)) or "none",
+        )
+    return capability
+
+
+async def _async_send_command(call: ServiceCall) -> ServiceResponse:
+    hub, device = _resolve_target(call.hass, call.data[ATTR_DEVICE_ID])
+    action = call.data[ATTR_ACTION]
+    capability = _resolve_capability(device, call.data[ATTR_CAPABILITY], action)
+    params: dict[str, Any] = call.data[ATTR_PARAMS]
+    result = await hub.async_command(
+        device, capability, action, params, deadline=call.data.get(ATTR_DEADLINE)
+    )
+    if not result.succeeded:
+        raise command_error(device, capability, result)
+    response = result.as_dict()
+    response.pop("reason", None)
+    return response
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the integration's actions."""
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_SEND_COMMAND,
+        _async_send_command,
+        schema=SEND_COMMAND_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )

@@ -1,0 +1,86 @@
+"""Helpers shared by the Home Assistant tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.iot_bridge.const import (
+    CONF_CA_FILE,
+    CONF_CLIENT_ID,
+    CONF_DISCOVERY_PREFIX,
+    CONF_PROTOCOL,
+    CONF_TLS,
+    DOMAIN,
+    PROTOCOL_MQTT,
+)
+
+from .mosquitto import Broker
+
+
+def mqtt_entry_data(
+    broker: Broker,
+    *,
+    client_id: str = "iot-bridge-test",
+    prefix: str = "iot_bridge",
+    username: str = "",
+    password: str = "",
+    port: int | None = None,
+) -> dict[str, Any]:
+    """Config entry data pointing at a test broker."""
+    return {
+        CONF_PROTOCOL: PROTOCOL_MQTT,
+        CONF_HOST: broker.host,
+        CONF_PORT: port or broker.port,
+        CONF_USERNAME: username,
+        CONF_PASSWORD: password,
+        CONF_TLS: False,
+        CONF_CA_FILE: "",
+        CONF_CLIENT_ID: client_id,
+        CONF_DISCOVERY_PREFIX: prefix,
+    }
+
+
+def mqtt_entry(
+    broker: Broker,
+    options: dict[str, Any] | None = None,
+    entry_id: str | None = None,
+    **kwargs: Any,
+) -> MockConfigEntry:
+    """A config entry for a test broker (not yet added to hass)."""
+    data = mqtt_entry_data(broker, **kwargs)
+    return MockConfigEntry(
+        domain=DOMAIN,
+        entry_id=entry_id,
+        title=f"MQTT {broker.host}:{broker.port}",
+        data=data,
+        options=options or {},
+        unique_id=f"{data[CONF_HOST]}:{data[CONF_PORT]}:{data[CONF_CLIENT_ID]}",
+    )
+
+
+async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Add and set up an entry, asserting that it loaded."""
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float = 5.0,
+    what: str | Callable[[], object] = "",
+) -> None:
+    """Poll until predicate() holds; fail after timeout seconds saying what was awaited."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        detail = what() if callable(what) else what
+        raise AssertionError(f"timed out after {timeout}s waiting for {detail or predicate}") from None

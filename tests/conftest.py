@@ -1,0 +1,48 @@
+"""Shared fixtures: real mosquitto brokers and Home Assistant test set-up."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+# Home Assistant puts the test plugin's own custom_components first on sys.path when
+# hass starts: importing ours here first keeps the loader finding IoT Bridge.
+import custom_components.iot_bridge  # noqa: F401
+
+from .mosquitto import Broker
+
+BROKER_USER = "bridge"
+BROKER_PASSWORD = "s3cret-pass"
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load integrations from custom_components."""
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Generator[Broker]:
+    """One anonymous broker shared by the whole session."""
+    broker = Broker()
+    broker.start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(scope="session")
+def auth_broker() -> Generator[Broker]:
+    """A broker that demands a username and password."""
+    broker = Broker(users={BROKER_USER: BROKER_PASSWORD})
+    broker.start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def own_broker() -> Generator[Broker]:
+    """A broker this test may stop and restart."""
+    broker = Broker()
+    broker.start()
+    yield broker
+    broker.close()

@@ -1,0 +1,248 @@
+"""The config flow, against real brokers."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+import pytest
+from homeassistant import config_entries
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.iot_bridge.const import (
+    CONF_AUTO_DISCOVERY,
+    CONF_CA_FILE,
+    CONF_CLIENT_ID,
+    CONF_DEADLINE,
+    CONF_DISCOVERY_PREFIX,
+    CONF_PROTOCOL,
+    CONF_RETRIES,
+    CONF_TLS,
+    DOMAIN,
+)
+
+from .common import mqtt_entry, setup_entry
+from .conftest import BROKER_PASSWORD, BROKER_USER
+from .mosquitto import Broker, free_port
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+def _form_input(broker: Broker, **overrides: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        CONF_HOST: broker.host,
+        CONF_PORT: broker.port,
+        CONF_USERNAME: "",
+        CONF_PASSWORD: "",
+        CONF_TLS: False,
+        CONF_CA_FILE: "",
+        CONF_CLIENT_ID: "iot-bridge-flow",
+        CONF_DISCOVERY_PREFIX: "iot_bridge",
+    }
+    values.update(overrides)
+    return values
+
+
+async def _open_mqtt_form(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["mqtt_broker", "coap", "lwm2m"]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "mqtt_broker"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "mqtt_broker"
+    return str(result["flow_id"])
+
+
+async def test_user_flow_creates_entry(hass: HomeAssistant, mqtt_broker: Broker) -> None:
+    """A reachable broker gives an entry with the tested settings."""
+    flow_id = await _open_mqtt_form(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, _form_input(mqtt_broker))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"MQTT 127.0.0.1:{mqtt_broker.port}"
+    assert result["data"][CONF_PROTOCOL] == "mqtt"
+    assert result["data"][CONF_PORT] == mqtt_broker.port
+    assert result["data"][CONF_CLIENT_ID] == "iot-bridge-flow"
+    entry = result["result"]
+    assert entry.unique_id == f"127.0.0.1:{mqtt_broker.port}:iot-bridge-flow"
+    await hass.async_block_till_done()
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_wrong_port_then_recovery(hass: HomeAssistant, mqtt_broker: Broker) -> None:
+    """Nothing listening: cannot_connect, and the user can correct the port."""
+    flow_id = await _open_mqtt_form(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _form_input(mqtt_broker, port=free_port())
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_connect"}
+    result = await hass.config_entries.flow.async_configure(flow_id, _form_input(mqtt_broker))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_wrong_password(hass: HomeAssistant, auth_broker: Broker) -> None:
+    """Rejected credentials: invalid_auth; the right ones then work."""
+    flow_id = await _open_mqtt_form(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _form_input(auth_broker, username=BROKER_USER, password="wrong")
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _form_input(auth_broker, username=BROKER_USER, password=BROKER_PASSWORD)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_unexpected_error(hass: HomeAssistant, mqtt_broker: Broker) -> None:
+    """A bug in the connection test shows 'unknown' instead of crashing the flow."""
+    flow_id = await _open_mqtt_form(hass)
+    with patch(
+        "custom_components.iot_bridge.config_flow.MqttConnection.probe",
+        side_effect=RuntimeError("boom"),
+    ):
+        result = await hass.config_entries.flow.async_configure(flow_id, _form_input(mqtt_broker))
+    assert result["errors"] == {"base": "unknown"}
+
+
+async def test_duplicate_aborts(hass: HomeAssistant, mqtt_broker: Broker) -> None:
+    """The same broker and client id cannot be added twice."""
+    mqtt_entry(mqtt_broker, client_id="iot-bridge-flow").add_to_hass(hass)
+    flow_id = await _open_mqtt_form(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, _form_input(mqtt_broker))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+@pytest.mark.parametrize("step", ["coap", "lwm2m"])
+async def test_other_protocols_not_yet_available(hass: HomeAssistant, step: str) -> None:
+    """CoAP and LwM2M abort with a translated reason until they exist."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": step}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "protocol_not_available"
+
+
+async def test_prefill_from_home_assistant_mqtt(hass: HomeAssistant) -> None:
+    """Host, port and credentials come from Home Assistant's own MQTT entry."""
+    MockConfigEntry(
+        domain="mqtt",
+        data={"broker": "10.1.2.3", CONF_PORT: 1884, CONF_USERNAME: "ha", CONF_PASSWORD: "pw"},
+    ).add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "mqtt_broker"}
+    )
+    defaults = {
+        str(key): key.default() for key in result["data_schema"].schema if callable(key.default)
+    }
+    assert defaults[CONF_HOST] == "10.1.2.3"
+    assert defaults[CONF_PORT] == 1884
+    assert defaults[CONF_USERNAME] == "ha"
+    assert defaults[CONF_PASSWORD] == "pw"
+    assert defaults[CONF_CLIENT_ID].startswith("iot-bridge-")
+    assert defaults[CONF_DISCOVERY_PREFIX] == "iot_bridge"
+
+
+async def test_reconfigure(hass: HomeAssistant, mqtt_broker: Broker, auth_broker: Broker) -> None:
+    """Moving the hub to another broker tests it first and keeps the entry."""
+    entry = mqtt_entry(mqtt_broker)
+    await setup_entry(hass, entry)
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    new = {
+        CONF_HOST: auth_broker.host,
+        CONF_PORT: auth_broker.port,
+        CONF_USERNAME: BROKER_USER,
+        CONF_PASSWORD: "wrong",
+        CONF_TLS: False,
+        CONF_CA_FILE: "",
+    }
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], new)
+    assert result["errors"] == {"base": "invalid_auth"}
+    new[CONF_PASSWORD] = BROKER_PASSWORD
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], new)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_PORT] == auth_broker.port
+    assert entry.data[CONF_PASSWORD] == BROKER_PASSWORD
+    assert entry.unique_id == f"127.0.0.1:{auth_broker.port}:iot-bridge-test"
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert entry.runtime_data.connected
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_reconfigure_onto_existing_hub_aborts(
+    hass: HomeAssistant, mqtt_broker: Broker
+) -> None:
+    """Reconfiguring into another entry's broker and client id is refused."""
+    other = mqtt_entry(mqtt_broker, client_id="other")
+    other.add_to_hass(hass)
+    entry = mqtt_entry(mqtt_broker, client_id="other", port=free_port())
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_HOST: mqtt_broker.host, CONF_PORT: mqtt_broker.port, CONF_TLS: False},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_reauth(hass: HomeAssistant, auth_broker: Broker) -> None:
+    """Rejected credentials at start-up start reauth; new ones reload the hub."""
+    entry = mqtt_entry(auth_broker, username=BROKER_USER, password="outdated")
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is config_entries.ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+    flow_id = flows[0]["flow_id"]
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_USERNAME: BROKER_USER, CONF_PASSWORD: "still-wrong"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_USERNAME: BROKER_USER, CONF_PASSWORD: BROKER_PASSWORD}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_PASSWORD] == BROKER_PASSWORD
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_options(hass: HomeAssistant, mqtt_broker: Broker) -> None:
+    """Deadline and retries are stored and reach the running command engine."""
+    entry = mqtt_entry(mqtt_broker)
+    await setup_entry(hass, entry)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["step_id"] == "init"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_DEADLINE: 4.5, CONF_RETRIES: 1, CONF_AUTO_DISCOVERY: False}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options == {CONF_DEADLINE: 4.5, CONF_RETRIES: 1, CONF_AUTO_DISCOVERY: False}
+    assert entry.runtime_data.engine.deadline == 4.5
+    assert entry.runtime_data.engine.retries == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
