@@ -83,4 +83,6 @@ async def wait_for(
                 await asyncio.sleep(0.02)
     except TimeoutError:
         detail = what() if callable(what) else what
-        raise AssertionError(f"timed out after {timeout}s waiting for {detail or predicate}") from None
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {detail or predicate}"
+        ) from None

@@ -46,3 +46,12 @@ def own_broker() -> Generator[Broker]:
     broker.start()
     yield broker
     broker.close()
+
+
+@pytest.fixture(scope="session")
+def tls_broker() -> Generator[Broker]:
+    """A broker that only speaks TLS, with a certificate from a CA of its own."""
+    broker = Broker(tls=True)
+    broker.start()
+    yield broker
+    broker.close()

@@ -189,6 +189,23 @@ async def test_reconfigure(hass: HomeAssistant, mqtt_broker: Broker, auth_broker
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_reconfigure_same_broker(hass: HomeAssistant, mqtt_broker: Broker) -> None:
+    """Re-entering the same broker keeps the unique id and reloads."""
+    entry = mqtt_entry(mqtt_broker)
+    await setup_entry(hass, entry)
+    unique_id = entry.unique_id
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_HOST: mqtt_broker.host, CONF_PORT: mqtt_broker.port, CONF_TLS: False},
+    )
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.unique_id == unique_id
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_reconfigure_onto_existing_hub_aborts(
     hass: HomeAssistant, mqtt_broker: Broker
 ) -> None:
@@ -245,4 +262,23 @@ async def test_options(hass: HomeAssistant, mqtt_broker: Broker) -> None:
     assert entry.options == {CONF_DEADLINE: 4.5, CONF_RETRIES: 1, CONF_AUTO_DISCOVERY: False}
     assert entry.runtime_data.engine.deadline == 4.5
     assert entry.runtime_data.engine.retries == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_tls_with_ca_file(hass: HomeAssistant, tls_broker: Broker) -> None:
+    """TLS needs the broker's CA: without it the connection fails, with it the hub works."""
+    assert tls_broker.ca_file is not None
+    flow_id = await _open_mqtt_form(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _form_input(tls_broker, tls=True, ca_file="")
+    )
+    assert result["errors"] == {"base": "cannot_connect"}  # system CAs do not trust it
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _form_input(tls_broker, tls=True, ca_file=str(tls_broker.ca_file))
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    entry = result["result"]
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert entry.runtime_data.connected
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -209,12 +209,16 @@ class IotBridgeHub:
         for key, capability in old.items():
             new = device.capabilities.get(key)
             if new is None or new.kind is not capability.kind:
-                async_dispatcher_send(self.hass, signal_entity_remove(entry_id, device.device_id, key))
+                async_dispatcher_send(
+                    self.hass, signal_entity_remove(entry_id, device.device_id, key)
+                )
         for key, capability in device.capabilities.items():
             known = old.get(key)
             # Same kind with new details: the existing entity reads them on its next update.
             if known is None or known.kind is not capability.kind:
-                async_dispatcher_send(self.hass, signal_new_capability(entry_id), device, capability)
+                async_dispatcher_send(
+                    self.hass, signal_new_capability(entry_id), device, capability
+                )
         self.device_state_changed(device)
 
     @callback

@@ -1,0 +1,111 @@
+"""CLI: python -m iot_bridge_sim (with PYTHONPATH=simulator). Runs until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .behaviour import Behaviour
+from .devices import DEVICE_FACTORIES
+from .fleet import DEFAULT_KINDS, crash_fleet, run_fleet, stop_fleet
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m iot_bridge_sim",
+        description="Simulated IoT Bridge devices on an MQTT broker (docs/protocols/mqtt.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--prefix", default="iot_bridge", help="discovery prefix")
+    parser.add_argument(
+        "--device",
+        action="append",
+        choices=sorted(DEVICE_FACTORIES),
+        help="device to simulate (repeatable; default: locker on MQTT 5 and climate on 3.1.1)",
+    )
+    parser.add_argument(
+        "--mqtt-version",
+        choices=["5", "3.1.1"],
+        help="protocol for every device (default: locker 5, climate 3.1.1)",
+    )
+    parser.add_argument("--refuse", metavar="REASON", help="refuse every command with REASON")
+    parser.add_argument(
+        "--answer-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="act at once, answer SECONDS later",
+    )
+    parser.add_argument("--silent", action="store_true", help="act on commands, never answer")
+    parser.add_argument(
+        "--drop-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ignore the first N deliveries of each command id (makes the hub retry)",
+    )
+    parser.add_argument(
+        "--jam",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="lock KEY answers jammed (repeatable)",
+    )
+    parser.add_argument(
+        "--offline-after",
+        type=float,
+        metavar="SECONDS",
+        help="drop the connection after SECONDS so the broker publishes the Last Will, then exit",
+    )
+    parser.add_argument("--username")
+    parser.add_argument("--password")
+    return parser
+
+
+def behaviour_from(args: argparse.Namespace) -> Behaviour:
+    return Behaviour(
+        refuse=args.refuse,
+        answer_delay=args.answer_delay,
+        silent=args.silent,
+        drop_first=args.drop_first,
+        jam=set(args.jam),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    done = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        fleet = run_fleet(
+            args.device or DEFAULT_KINDS,
+            host=args.host,
+            port=args.port,
+            prefix=args.prefix,
+            protocol=args.mqtt_version,
+            behaviour=behaviour_from(args),
+            username=args.username,
+            password=args.password,
+        )
+    except OSError as err:  # refused, unreachable, or no answer (ConnectionError)
+        print(f"cannot start: {err}", file=sys.stderr)
+        return 1
+    if not done.wait(args.offline_after):  # only a timeout returns False
+        crash_fleet(fleet)
+        return 0
+    stop_fleet(fleet)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
