@@ -1,0 +1,467 @@
+"""Run IoT Bridge in a real Home Assistant with a simulated device fleet.
+
+Started by scripts/develop. Everything is set up through Home Assistant's own APIs
+(onboarding, config flows, the automation and dashboard editors), exactly as a user's
+clicks would, so the demo exercises the same paths as a real installation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "simulator"))
+
+from iot_bridge_sim.broker import Broker, free_port  # noqa: E402
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-pass-1234"  # documented in the README; loopback only
+DEMO_NAME = "IoT Bridge demo"
+LOCKER_DOOR_2 = "lock.parcel_locker_door_2"
+CONFIGURATION = """\
+homeassistant:
+  name: {name}
+  unit_system: metric
+  time_zone: UTC
+  latitude: 52.37
+  longitude: 4.89
+  elevation: 0
+  country: NL
+  currency: EUR
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+frontend:
+config:
+automation: !include automations.yaml
+script:
+input_button:
+  open_door_2:
+    name: Open locker door 2
+    icon: mdi:door-open
+lovelace:
+logger:
+  default: warning
+  logs:
+    custom_components.iot_bridge: debug
+    homeassistant.setup: info
+"""
+
+
+def log(message: str) -> None:
+    """The launcher's own lines, distinguishable from Home Assistant's and the devices'."""
+    print(f"\033[1m[demo]\033[0m {message}", flush=True)
+
+
+@dataclass
+class DemoStack:
+    """mosquitto + device simulators + Home Assistant, configured through its APIs."""
+
+    config_dir: Path
+    http_port: int = 8123
+    mqtt_port: int = 1883
+    quiet: bool = False
+    base_url: str = field(init=False)
+    token: str | None = field(init=False, default=None)
+    _broker: Broker | None = field(init=False, default=None)
+    _processes: list[subprocess.Popen[bytes]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base_url = f"http://127.0.0.1:{self.http_port}"
+
+    # Processes -------------------------------------------------------------------
+
+    def start_processes(self) -> None:
+        """Broker, simulators and Home Assistant; stop() ends all of them."""
+        self._broker = Broker(port=self.mqtt_port)
+        self._broker.start()
+        log(f"mosquitto listening on 127.0.0.1:{self.mqtt_port}")
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "simulator"), "PYTHONUNBUFFERED": "1"}
+        self._spawn(
+            [sys.executable, "-m", "iot_bridge_sim", "--port", str(self.mqtt_port)], env=env
+        )
+        self._write_config()
+        hass = [sys.executable, "-m", "homeassistant", "-c", str(self.config_dir), "--skip-pip"]
+        self._spawn(hass, env=os.environ.copy(), log_name="home-assistant.out")
+        log(f"Home Assistant starting on {self.base_url} (config {self.config_dir})")
+
+    def _spawn(
+        self, command: list[str], *, env: dict[str, str], log_name: str | None = None
+    ) -> None:
+        output: Any = None
+        if self.quiet or log_name:
+            output = (self.config_dir / (log_name or "simulators.out")).open("ab")
+        self._processes.append(
+            subprocess.Popen(
+                command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
+
+    def stop(self) -> None:
+        """Terminate everything this stack started, newest first."""
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(self._processes):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._processes.clear()
+        if self._broker is not None:
+            self._broker.close()
+            self._broker = None
+        log("stopped broker, simulators and Home Assistant")
+
+    def _write_config(self) -> None:
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        (self.config_dir / "configuration.yaml").write_text(
+            CONFIGURATION.format(name=DEMO_NAME, port=self.http_port)
+        )
+        automations = self.config_dir / "automations.yaml"
+        if not automations.exists():
+            automations.write_text("[]\n")
+        components = self.config_dir / "custom_components"
+        components.mkdir(exist_ok=True)
+        link = components / "iot_bridge"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(ROOT / "custom_components" / "iot_bridge", target_is_directory=True)
+
+    # Home Assistant's APIs --------------------------------------------------------
+
+    async def wait_until_up(self, session: aiohttp.ClientSession, timeout: float = 180) -> None:
+        """Wait for the HTTP server; fail early if Home Assistant exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._processes[-1].poll() is not None:
+                raise RuntimeError("Home Assistant exited; see home-assistant.out")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(f"{self.base_url}/api/onboarding") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"Home Assistant did not answer on {self.base_url}")
+
+    async def onboard(self, session: aiohttp.ClientSession) -> None:
+        """Create the demo user (first run) and obtain an access token."""
+        token_file = self.config_dir / ".demo_token"
+        async with session.get(f"{self.base_url}/api/onboarding") as response:
+            steps = {step["step"]: step["done"] for step in await response.json()}
+        if steps.get("user"):
+            self.token = token_file.read_text().strip()
+            return
+        client_id = f"{self.base_url}/"
+        async with session.post(
+            f"{self.base_url}/api/onboarding/users",
+            json={
+                "client_id": client_id,
+                "name": "Demo",
+                "username": DEMO_USER,
+                "password": DEMO_PASSWORD,
+                "language": "en",
+            },
+        ) as response:
+            response.raise_for_status()
+            auth_code = (await response.json())["auth_code"]
+        async with session.post(
+            f"{self.base_url}/auth/token",
+            data={"grant_type": "authorization_code", "code": auth_code, "client_id": client_id},
+        ) as response:
+            response.raise_for_status()
+            access_token = (await response.json())["access_token"]
+        self.token = access_token
+        for step, body in (
+            ("core_config", {}),
+            ("analytics", {}),
+            (
+                "integration",
+                {"client_id": client_id, "redirect_uri": f"{client_id}?auth_callback=1"},
+            ),
+        ):
+            await self.post(session, f"/api/onboarding/{step}", body)
+        self.token = await self._long_lived_token(session)
+        token_file.write_text(self.token)
+        log(f"onboarding done: user '{DEMO_USER}', password '{DEMO_PASSWORD}'")
+
+    async def _long_lived_token(self, session: aiohttp.ClientSession) -> str:
+        result = await self.ws(
+            session,
+            {"type": "auth/long_lived_access_token", "client_name": "demo", "lifespan": 3650},
+        )
+        return str(result)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def post(self, session: aiohttp.ClientSession, path: str, body: Any) -> Any:
+        """POST JSON with the access token; return the decoded answer."""
+        async with session.post(
+            f"{self.base_url}{path}", json=body, headers=self._headers()
+        ) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise RuntimeError(f"POST {path} -> {response.status}: {text}")
+            return json.loads(text) if text else None
+
+    async def get(self, session: aiohttp.ClientSession, path: str) -> Any:
+        """GET with the access token; return the decoded answer."""
+        async with session.get(f"{self.base_url}{path}", headers=self._headers()) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def ws(self, session: aiohttp.ClientSession, message: dict[str, Any]) -> Any:
+        """One websocket command (authenticated), returning its result."""
+        async with session.ws_connect(f"{self.base_url}/api/websocket") as socket:
+            await socket.receive_json()
+            await socket.send_json({"type": "auth", "access_token": self.token})
+            if (await socket.receive_json())["type"] != "auth_ok":
+                raise RuntimeError("websocket authentication failed")
+            await socket.send_json({"id": 1, **message})
+            answer = await socket.receive_json()
+            if not answer.get("success"):
+                raise RuntimeError(f"websocket {message['type']} failed: {answer}")
+            return answer.get("result")
+
+    async def add_mqtt_hub(
+        self, session: aiohttp.ClientSession, client_id: str = "iot-bridge-demo"
+    ) -> None:
+        """Create the hub through the integration's real config flow (once)."""
+        entries = await self.get(session, "/api/config/config_entries/entry?domain=iot_bridge")
+        if entries:
+            return
+        flow = await self.post(
+            session, "/api/config/config_entries/flow", {"handler": "iot_bridge"}
+        )
+        flow = await self.post(
+            session,
+            f"/api/config/config_entries/flow/{flow['flow_id']}",
+            {"next_step_id": "mqtt_broker"},
+        )
+        result = await self.post(
+            session,
+            f"/api/config/config_entries/flow/{flow['flow_id']}",
+            {
+                "host": "127.0.0.1",
+                "port": self.mqtt_port,
+                "username": "",
+                "password": "",
+                "tls": False,
+                "ca_file": "",
+                "client_id": client_id,
+                "discovery_prefix": "iot_bridge",
+            },
+        )
+        if result.get("type") != "create_entry":
+            raise RuntimeError(f"config flow did not create the hub: {result}")
+        log(f"MQTT hub added through the config flow: {result['title']}")
+
+    async def wait_for_state(
+        self, session: aiohttp.ClientSession, entity_id: str, timeout: float = 60
+    ) -> dict[str, Any]:
+        """Wait until an entity exists with a known state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with session.get(
+                f"{self.base_url}/api/states/{entity_id}", headers=self._headers()
+            ) as response:
+                if response.status == 200:
+                    state: dict[str, Any] = await response.json()
+                    if state["state"] not in ("unknown", "unavailable"):
+                        return state
+            await asyncio.sleep(0.3)
+        raise TimeoutError(f"{entity_id} did not appear")
+
+    async def locker_device_id(self, session: aiohttp.ClientSession) -> str:
+        """Home Assistant's device id of the simulated parcel locker."""
+        devices = await self.ws(session, {"type": "config/device_registry/list"})
+        for device in devices:
+            if device["name"] == "Parcel locker":
+                return str(device["id"])
+        raise RuntimeError("the parcel locker is not in the device registry")
+
+    async def add_demo_automation(self, session: aiohttp.ClientSession) -> None:
+        """'Open door 2, notify whether it was confirmed', saved as through the editor."""
+        device_id = await self.locker_device_id(session)
+        command = {"device_id": device_id, "capability": "door2_lock", "action": "open"}
+        automation = {
+            "id": "iot_bridge_demo_open_door_2",
+            "alias": "Open locker door 2 and report",
+            "description": "Opens door 2 with a confirmed command and says whether it opened.",
+            "triggers": [{"trigger": "state", "entity_id": "input_button.open_door_2"}],
+            "actions": [
+                {
+                    "action": "iot_bridge.send_command",
+                    "data": command,
+                    "response_variable": "result",
+                    "continue_on_error": True,
+                },
+                {
+                    "action": "persistent_notification.create",
+                    "data": {
+                        "title": "Locker door 2",
+                        "message": (
+                            "{% if result is defined %}Door 2 opened — confirmed in "
+                            "{{ result.latency_ms | round(0) }} ms.{% else %}Door 2 did NOT "
+                            "open: the locker did not confirm.{% endif %}"
+                        ),
+                    },
+                },
+            ],
+            "mode": "single",
+        }
+        await self.post(session, f"/api/config/automation/config/{automation['id']}", automation)
+
+    async def add_demo_dashboard(self, session: aiohttp.ClientSession) -> None:
+        """A dashboard with the locker, the climate node and the demo button."""
+        locks = [f"lock.parcel_locker_door_{n}" for n in (1, 2, 3)]
+        doors = [f"binary_sensor.parcel_locker_door_{n}_open" for n in (1, 2, 3)]
+        config = {
+            "title": DEMO_NAME,
+            "views": [
+                {
+                    "title": "Demo",
+                    "path": "demo",
+                    "cards": [
+                        {
+                            "type": "entities",
+                            "title": "Parcel locker",
+                            "entities": [
+                                *locks,
+                                *doors,
+                                "sensor.parcel_locker_temperature",
+                            ],
+                        },
+                        {
+                            "type": "entities",
+                            "title": "Climate node",
+                            "entities": [
+                                "sensor.climate_node_temperature",
+                                "sensor.climate_node_humidity",
+                                "switch.climate_node_relay",
+                                "number.climate_node_setpoint",
+                            ],
+                        },
+                        {
+                            "type": "button",
+                            "entity": "input_button.open_door_2",
+                            "name": "Open door 2 (confirmed)",
+                            "tap_action": {"action": "toggle"},
+                        },
+                    ],
+                }
+            ],
+        }
+        await self.ws(session, {"type": "lovelace/config/save", "config": config})
+
+    async def open_door(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        """Open locker door 2 through the REST API and return the action's response."""
+        command = {
+            "device_id": await self.locker_device_id(session),
+            "capability": "door2_lock",
+            "action": "open",
+        }
+        answer = await self.post(
+            session, "/api/services/iot_bridge/send_command?return_response", command
+        )
+        return dict(answer["service_response"])
+
+    async def prepare(self, session: aiohttp.ClientSession) -> None:
+        """Everything after the processes run: onboarding, hub, automation, dashboard."""
+        await self.wait_until_up(session)
+        await self.onboard(session)
+        await self.add_mqtt_hub(session)
+        await self.wait_for_state(session, LOCKER_DOOR_2)
+        await self.add_demo_automation(session)
+        await self.add_demo_dashboard(session)
+
+
+async def run_headless(stack: DemoStack) -> int:
+    """Start, open door 2, print the outcome and latency; 0 only if it was confirmed."""
+    async with aiohttp.ClientSession() as session:
+        await stack.prepare(session)
+        response = await stack.open_door(session)
+        state = await stack.get(session, f"/api/states/{LOCKER_DOOR_2}")
+        async with session.get(f"{stack.base_url}/") as page:
+            ui_ok = page.status == 200
+    confirmed = response.get("status") == "confirmed" and state["state"] == "open"
+    log(
+        f"door 2: {response.get('status')} in {response.get('latency_ms')} ms "
+        f"after {response.get('attempts')} attempt(s); {LOCKER_DOOR_2} is now '{state['state']}'"
+    )
+    log(f"UI at {stack.base_url}/ answered {'200' if ui_ok else 'an error'}")
+    print("DOOR CONFIRMED" if confirmed and ui_ok else "DOOR NOT CONFIRMED", flush=True)
+    return 0 if confirmed and ui_ok else 1
+
+
+async def run_interactive(stack: DemoStack) -> int:
+    """Set up, print how to log in, then wait for Ctrl-C."""
+    async with aiohttp.ClientSession() as session:
+        await stack.prepare(session)
+    log(f"ready: open {stack.base_url}/ and log in as '{DEMO_USER}' / '{DEMO_PASSWORD}'")
+    log("press the dashboard's 'Open door 2' button; Ctrl-C stops everything")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/develop", description=__doc__)
+    parser.add_argument("--headless", action="store_true", help="open a door, report, exit")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8123)")
+    parser.add_argument("--mqtt-port", type=int, default=None, help="broker port (default 1883)")
+    args = parser.parse_args(argv)
+
+    if args.headless:
+        # A throw-away config and free ports: runs beside an interactive demo or in CI.
+        config_dir = Path(tempfile.mkdtemp(prefix="iot-bridge-headless-"))
+        stack = DemoStack(
+            config_dir,
+            http_port=args.port or free_port(),
+            mqtt_port=args.mqtt_port or free_port(),
+            quiet=True,
+        )
+    else:
+        stack = DemoStack(
+            ROOT / ".develop" / "config",
+            http_port=args.port or 8123,
+            mqtt_port=args.mqtt_port or 1883,
+        )
+    try:
+        stack.start_processes()
+        runner = run_headless if args.headless else run_interactive
+        return asyncio.run(runner(stack))
+    except Exception as err:
+        log(f"failed: {err}")
+        if args.headless:
+            hass_log = stack.config_dir / "home-assistant.out"
+            if hass_log.exists():
+                print(hass_log.read_text()[-4000:], file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        if args.headless:
+            shutil.rmtree(stack.config_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
