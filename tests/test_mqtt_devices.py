@@ -650,6 +650,21 @@ async def test_automations_branch_on_confirmation(
                         },
                     ]
                 },
+                # The README's example: carry on after a failed open and branch on the state.
+                "open_and_branch": {
+                    "sequence": [
+                        {
+                            "action": "lock.open",
+                            "target": {"entity_id": LOCK_2},
+                            "continue_on_error": True,
+                        },
+                        {
+                            "if": [{"condition": "state", "entity_id": LOCK_2, "state": "open"}],
+                            "then": [_set_outcome("opened")],
+                            "else": [_set_outcome("did not open")],
+                        },
+                    ]
+                },
                 "open_with_response": {
                     "sequence": [
                         {
@@ -679,6 +694,19 @@ async def test_automations_branch_on_confirmation(
         await hass.services.async_call("script", "open_door", blocking=True)
     assert _state(hass, "input_boolean.reached") == "off"
 
+    await hass.services.async_call("script", "open_and_branch", blocking=True)
+    assert _state(hass, "input_text.outcome") == "did not open"
+
     locker.behaviour.refuse = None
+    await hass.services.async_call("script", "open_and_branch", blocking=True)
+    assert _state(hass, "input_text.outcome") == "opened"
     await hass.services.async_call("script", "open_with_response", blocking=True)
     assert _state(hass, "input_text.outcome") == "confirmed True"
+
+
+def _set_outcome(value: str) -> dict[str, Any]:
+    return {
+        "action": "input_text.set_value",
+        "target": {"entity_id": "input_text.outcome"},
+        "data": {"value": value},
+    }

@@ -17,7 +17,7 @@ from ..model import (
 )
 
 MAX_PAYLOAD_BYTES: Final = 16 * 1024
-_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BRIDGE_SEGMENT: Final = "_bridge"
 _KIND_BY_NAME: Final = {kind.value: kind for kind in CapabilityKind}
 _TRUE_WORDS: Final = frozenset({"on", "true", "open", "1"})
@@ -54,7 +54,7 @@ class Topics:
         if head or not rest:
             return None
         device_id, _, _ = rest.partition("/")
-        return device_id if _ID_PATTERN.match(device_id) else None
+        return device_id if _ID_PATTERN.fullmatch(device_id) else None
 
 
 def _load_json_object(payload: bytes, what: str) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def _parse_capability(raw: Any) -> Capability:
     if not isinstance(raw, dict):
         raise ProfileError("each capability must be a JSON object")
     key = raw.get("key")
-    if not isinstance(key, str) or not _ID_PATTERN.match(key):
+    if not isinstance(key, str) or not _ID_PATTERN.fullmatch(key):
         raise ProfileError(f"capability key {key!r} is missing or has invalid characters")
     kind = _KIND_BY_NAME.get(raw.get("kind"))  # type: ignore[arg-type]
     if kind is None:
