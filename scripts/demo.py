@@ -33,6 +33,7 @@ DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-pass-1234"  # documented in the README; loopback only
 DEMO_NAME = "IoT Bridge demo"
 LOCKER_DOOR_2 = "lock.parcel_locker_door_2"
+ONLINE_ONLY_DOMAINS = frozenset({"google_translate", "met", "radio_browser", "shopping_list"})
 CONFIGURATION = """\
 homeassistant:
   name: {name}
@@ -198,7 +199,19 @@ class DemoStack:
             await self.post(session, f"/api/onboarding/{step}", body)
         self.token = await self._long_lived_token(session)
         token_file.write_text(self.token)
+        await self._remove_online_only_entries(session)
         log(f"onboarding done: user '{DEMO_USER}', password '{DEMO_PASSWORD}'")
+
+    async def _remove_online_only_entries(self, session: aiohttp.ClientSession) -> None:
+        """Onboarding adds weather, TTS and radio entries that need the internet; the demo
+        runs offline, so they would only show as failed."""
+        for entry in await self.get(session, "/api/config/config_entries/entry"):
+            if entry["domain"] in ONLINE_ONLY_DOMAINS:
+                async with session.delete(
+                    f"{self.base_url}/api/config/config_entries/entry/{entry['entry_id']}",
+                    headers=self._headers(),
+                ) as response:
+                    response.raise_for_status()
 
     async def _long_lived_token(self, session: aiohttp.ClientSession) -> str:
         result = await self.ws(

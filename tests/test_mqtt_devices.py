@@ -614,6 +614,18 @@ async def test_send_command_response_and_errors(
             {"device_id": device_id, "capability": "door1_lock", "action": "fly"},
             blocking=True,
         )
+    with pytest.raises(ServiceValidationError, match="takes no parameter speed"):
+        await hass.services.async_call(
+            DOMAIN,
+            "send_command",
+            {
+                "device_id": device_id,
+                "capability": "door1_lock",
+                "action": "open",
+                "params": {"speed": 3},
+            },
+            blocking=True,
+        )
     with pytest.raises(ServiceValidationError, match="not an IoT Bridge device"):
         await hass.services.async_call(
             DOMAIN,

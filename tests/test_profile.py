@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custom_components.iot_bridge.core.model import CapabilityKind, Command
+from custom_components.iot_bridge.core.model import (
+    Capability,
+    CapabilityKind,
+    Command,
+    validate_params,
+)
 from custom_components.iot_bridge.core.mqtt.profile import (
     MAX_PAYLOAD_BYTES,
     ProfileError,
@@ -237,3 +242,44 @@ def test_topics() -> None:
 def test_as_bool(value: Any, expected: bool | None) -> None:
     """Binary values in the forms devices send them."""
     assert as_bool(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("capability", "action", "params", "error"),
+    [
+        (
+            Capability(CapabilityKind.NUMBER, "sp", minimum=5, maximum=30),
+            "set",
+            {"value": 21.5},
+            None,
+        ),
+        (
+            Capability(CapabilityKind.NUMBER, "sp", minimum=5, maximum=30),
+            "set",
+            {"value": 31},
+            "outside 5..30",
+        ),
+        (Capability(CapabilityKind.NUMBER, "sp"), "set", {}, "numeric 'value'"),
+        (Capability(CapabilityKind.NUMBER, "sp"), "set", {"value": True}, "numeric 'value'"),
+        (Capability(CapabilityKind.LIGHT, "l"), "turn_on", {"brightness": 128}, None),
+        (Capability(CapabilityKind.LIGHT, "l"), "turn_on", {"brightness": 300}, "0 to 255"),
+        (
+            Capability(CapabilityKind.LIGHT, "l"),
+            "turn_off",
+            {"brightness": 1},
+            "no parameter brightness",
+        ),
+        (Capability(CapabilityKind.LOCK, "k"), "open", {"code": "1234"}, None),
+        (Capability(CapabilityKind.LOCK, "k"), "fly", {}, "does not accept 'fly'"),
+        (Capability(CapabilityKind.SWITCH, "s"), "turn_on", {"x": 1}, "no parameter x"),
+    ],
+)
+def test_validate_params(
+    capability: Capability, action: str, params: dict[str, Any], error: str | None
+) -> None:
+    """Parameters are checked against the capability before anything is sent."""
+    if error is None:
+        validate_params(capability, action, params)
+    else:
+        with pytest.raises(ValueError, match=error):
+            validate_params(capability, action, params)

@@ -18,7 +18,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
 from .const import DOMAIN
-from .core.model import Capability, Device
+from .core.model import Capability, Device, validate_params
 from .hub import IotBridgeConfigEntry, IotBridgeHub, command_error
 
 SERVICE_SEND_COMMAND = "send_command"
@@ -87,11 +87,21 @@ def _resolve_capability(device: Device, key: str, action: str) -> Capability:
     return capability
 
 
+def _validate_params(capability: Capability, action: str, params: dict[str, Any]) -> None:
+    try:
+        validate_params(capability, action, params)
+    except ValueError as err:
+        raise _validation_error(
+            "invalid_params", capability=capability.key, error=str(err)
+        ) from err
+
+
 async def _async_send_command(call: ServiceCall) -> ServiceResponse:
     hub, device = _resolve_target(call.hass, call.data[ATTR_DEVICE_ID])
     action = call.data[ATTR_ACTION]
     capability = _resolve_capability(device, call.data[ATTR_CAPABILITY], action)
     params: dict[str, Any] = call.data[ATTR_PARAMS]
+    _validate_params(capability, action, params)
     result = await hub.async_command(
         device, capability, action, params, deadline=call.data.get(ATTR_DEADLINE)
     )

@@ -58,6 +58,44 @@ class Capability:
         return ACTIONS_BY_KIND[self.kind]
 
 
+def validate_params(capability: Capability, action: str, params: dict[str, Any]) -> None:
+    """Refuse parameters the device could not make sense of; ValueError says why."""
+    if action not in capability.actions:
+        raise ValueError(f"'{capability.key}' does not accept '{action}'")
+    allowed = _PARAMS.get((capability.kind, action), frozenset())
+    if unknown := sorted(set(params) - allowed):
+        raise ValueError(f"'{action}' takes no parameter {', '.join(unknown)}")
+    if capability.kind is CapabilityKind.NUMBER:
+        _check_number(capability, params.get("value"))
+    if "brightness" in params:
+        brightness = params["brightness"]
+        if not _is_number(brightness) or not 0 <= brightness <= 255:
+            raise ValueError("brightness must be a number from 0 to 255")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_number(capability: Capability, value: Any) -> None:
+    if not _is_number(value):
+        raise ValueError("'set' needs a numeric 'value'")
+    low = capability.minimum if capability.minimum is not None else float("-inf")
+    high = capability.maximum if capability.maximum is not None else float("inf")
+    if not low <= value <= high:
+        raise ValueError(f"value {value} is outside {low:g}..{high:g}")
+
+
+# Parameters each action may carry (anything else is refused before sending).
+_PARAMS: dict[tuple[CapabilityKind, str], frozenset[str]] = {
+    (CapabilityKind.NUMBER, "set"): frozenset({"value"}),
+    (CapabilityKind.LIGHT, "turn_on"): frozenset({"brightness"}),
+    (CapabilityKind.LOCK, "lock"): frozenset({"code"}),
+    (CapabilityKind.LOCK, "unlock"): frozenset({"code"}),
+    (CapabilityKind.LOCK, "open"): frozenset({"code"}),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """What a device says about itself."""

@@ -1,0 +1,203 @@
+"""Drive the real Home Assistant frontend in Debian's headless Chromium (tests/test_browser.py).
+
+Starts the demo stack (mosquitto, simulators, Home Assistant on free ports with a throw-away
+config), logs in as the demo user, adds a second MQTT hub through the integration dialog,
+opens the parcel locker's device page and the demo dashboard, and saves screenshots.
+
+It runs in its own process because the Home Assistant test plugin owns the event loop,
+blocks sockets and fails tests that leave threads behind. Run it directly to refresh the
+screenshots in docs/images:
+
+    .venv/bin/python tests/browser_check.py
+
+Prints one line per step and ends with "BROWSER CHECK PASSED"; exits non-zero otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from playwright.async_api import BrowserContext, Page, Route, ViewportSize, async_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from demo import DEMO_PASSWORD, DEMO_USER, DemoStack, free_port  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+BROWSER_CLIENT_ID = "iot-bridge-browser"
+# Integration logos come from brands.home-assistant.io, which is not reachable here: answer
+# with a transparent 1x1 PNG so the pages show no broken-image icons.
+BLANK_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+STEP_TIMEOUT_MS = 30_000
+_started = time.monotonic()
+
+
+def step(message: str) -> None:
+    """One progress line with the time since start."""
+    print(f"[browser {time.monotonic() - _started:5.1f}s] {message}", flush=True)
+
+
+async def keep_local(context: BrowserContext, base_url: str) -> None:
+    """Only Home Assistant itself is reached; logos get a blank image, the rest is refused."""
+
+    async def handle(route: Route) -> None:
+        if route.request.url.startswith("https://brands.home-assistant.io/"):
+            await route.fulfill(status=200, content_type="image/png", body=BLANK_PNG)
+        else:
+            await route.abort()
+
+    await context.route(lambda url: not url.startswith(base_url), handle)
+
+
+async def screenshot(page: Page, directory: Path, name: str) -> None:
+    """A viewport screenshot once animations have settled."""
+    await page.wait_for_timeout(500)
+    await page.screenshot(path=directory / name, animations="disabled")
+    step(f"screenshot {directory / name}")
+
+
+async def log_in(page: Page, base_url: str) -> None:
+    """The login form, as a user fills it; the frontend keeps the tokens for later visits."""
+    await page.goto(f"{base_url}/")
+    await page.locator("input[name=username]").fill(DEMO_USER)
+    await page.locator("input[name=password]").fill(DEMO_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_function("() => localStorage.getItem('hassTokens') !== null")
+    step(f"logged in as '{DEMO_USER}'")
+
+
+async def show_dashboard(page: Page, base_url: str, shots: Path) -> None:
+    """The demo dashboard with the locker, the climate node and the confirmed-open button."""
+    await page.goto(f"{base_url}/lovelace/demo")
+    await page.get_by_text("Open door 2 (confirmed)").wait_for()
+    await page.get_by_text("Parcel locker Door 2", exact=True).wait_for()
+    step("demo dashboard shows the locker and the 'Open door 2' button")
+    await screenshot(page, shots, "demo-dashboard.png")
+
+
+async def add_hub_in_dialog(page: Page, stack: DemoStack, shots: Path) -> None:
+    """Settings → Devices & services → Add integration → IoT Bridge → MQTT broker."""
+    await page.goto(f"{stack.base_url}/config/integrations/dashboard")
+    await page.get_by_role("button", name="Add integration").click()
+    await page.locator("dialog-add-integration search-input input").fill("IoT Bridge")
+    await page.locator("ha-integration-list-item", has_text="IoT Bridge").click()
+    dialog = page.locator("dialog-data-entry-flow")
+    await dialog.get_by_text("MQTT broker", exact=True).click()
+    form = dialog.locator("step-flow-form")
+    await form.locator("input[name=host]").fill("127.0.0.1")
+    # The port is a number selector: its input has no name, only the "Port" label.
+    await form.get_by_role("spinbutton", name="Port").fill(str(stack.mqtt_port))
+    await form.locator("input[name=client_id]").fill(BROWSER_CLIENT_ID)
+    prefix = await form.locator("input[name=discovery_prefix]").input_value()
+    if prefix != "iot_bridge":
+        raise AssertionError(f"discovery prefix pre-filled with {prefix!r}, not 'iot_bridge'")
+    step(f"MQTT form filled: 127.0.0.1:{stack.mqtt_port}, client id {BROWSER_CLIENT_ID}")
+    await screenshot(page, shots, "config-flow-mqtt.png")
+    await form.get_by_role("button", name="Submit").click()
+    created = dialog.locator("step-flow-create-entry")
+    await created.wait_for()
+    title = f"MQTT 127.0.0.1:{stack.mqtt_port}"
+    await created.get_by_text(title).wait_for()
+    # The success step lists the devices the new hub found, each with an area picker.
+    await created.get_by_text("Parcel locker").wait_for()
+    step(f"success step shown: created {title}, found the parcel locker")
+    await screenshot(page, shots, "hub-added.png")
+    await created.get_by_role("button", name="Finish").click()
+    await created.wait_for(state="detached")
+
+
+async def show_locker(page: Page, base_url: str, device_id: str, shots: Path) -> None:
+    """The parcel locker's device page: its doors as controls and sensors."""
+    await page.goto(f"{base_url}/config/devices/device/{device_id}")
+    await page.get_by_text("Parcel locker", exact=True).first.wait_for()
+    await page.get_by_text("Door 2", exact=True).wait_for()
+    step("device page shows 'Parcel locker' and 'Door 2'")
+    await screenshot(page, shots, "locker-device.png")
+
+
+async def run(stack: DemoStack, shots: Path) -> None:
+    """Demo set-up through the APIs, then the browser part."""
+    async with aiohttp.ClientSession() as session:
+        await stack.prepare(session)
+        locker_id = await stack.locker_device_id(session)
+        step(f"demo ready on {stack.base_url}; parcel locker is device {locker_id}")
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = await browser.new_context(viewport=VIEWPORT)
+                context.set_default_timeout(STEP_TIMEOUT_MS)
+                await keep_local(context, stack.base_url)
+                page = await context.new_page()
+                try:
+                    await log_in(page, stack.base_url)
+                    await show_dashboard(page, stack.base_url, shots)
+                    await add_hub_in_dialog(page, stack, shots)
+                    await show_locker(page, stack.base_url, locker_id, shots)
+                except Exception:
+                    failure = Path(tempfile.gettempdir()) / "iot-bridge-browser-failure.png"
+                    await page.screenshot(path=failure)
+                    step(f"FAILED at {page.url}; screenshot of the page: {failure}")
+                    raise
+            finally:
+                await browser.close()
+
+        entries = await stack.get(session, "/api/config/config_entries/entry?domain=iot_bridge")
+        loaded = [entry for entry in entries if entry["state"] == "loaded"]
+        if len(loaded) != 2:
+            raise AssertionError(f"expected the demo hub and the browser's hub loaded: {entries}")
+        step("Home Assistant has both hubs loaded")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--screenshots",
+        type=Path,
+        default=ROOT / "docs" / "images",
+        help="directory for the PNG files (default docs/images)",
+    )
+    args = parser.parse_args(argv)
+    shots: Path = args.screenshots
+    shots.mkdir(parents=True, exist_ok=True)
+
+    config_dir = Path(tempfile.mkdtemp(prefix="iot-bridge-browser-"))
+    stack = DemoStack(config_dir, http_port=free_port(), mqtt_port=free_port(), quiet=True)
+    try:
+        stack.start_processes()
+        asyncio.run(run(stack, shots))
+    except Exception as err:
+        step(f"failed: {type(err).__name__}: {err}")
+        hass_log = config_dir / "home-assistant.out"
+        if hass_log.exists():
+            print(hass_log.read_text()[-4000:], file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        shutil.rmtree(config_dir, ignore_errors=True)
+    print("BROWSER CHECK PASSED", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
