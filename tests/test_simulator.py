@@ -28,6 +28,7 @@ from iot_bridge_sim import (
     climate_node,
     parcel_locker,
 )
+from iot_bridge_sim.fleet import build_fleet
 
 from .conftest import BROKER_PASSWORD, BROKER_USER
 from .mosquitto import Broker
@@ -602,3 +603,9 @@ def test_cli_offline_after_fires_the_last_will(
         availability = _topic(prefix, device_id, "availability")
         hub.wait_for(availability, lambda m: m.payload == b"offline")
     assert "crashed" in (tmp_path / "cli.log").read_text()
+
+
+def test_fleet_numbers_ids_from_first_number() -> None:
+    """--number lets a second fleet run beside the first without clashing ids."""
+    fleet = build_fleet(["locker", "locker", "climate"], first_number=2)
+    assert [sim.device_id for sim in fleet] == ["locker2", "locker3", "climate2"]

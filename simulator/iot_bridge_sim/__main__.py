@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="device to simulate (repeatable; default: locker on MQTT 5 and climate on 3.1.1)",
     )
     parser.add_argument(
+        "--number",
+        type=int,
+        default=1,
+        metavar="N",
+        help="number the device ids from N (locker2, ...) to run beside an existing fleet",
+    )
+    parser.add_argument(
         "--mqtt-version",
         choices=["5", "3.1.1"],
         help="protocol for every device (default: locker 5, climate 3.1.1)",
@@ -96,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             behaviour=behaviour_from(args),
             username=args.username,
             password=args.password,
+            first_number=args.number,
         )
     except OSError as err:  # refused, unreachable, or no answer (ConnectionError)
         print(f"cannot start: {err}", file=sys.stderr)

@@ -28,12 +28,13 @@ def build_fleet(
     printer: Printer | None = None,
     username: str | None = None,
     password: str | None = None,
+    first_number: int = 1,
 ) -> list[MqttDeviceSimulator]:
     """One simulator per kind; a repeated kind gets the next id (locker1, locker2, ...)."""
     counts: dict[str, int] = {}
     fleet = []
     for kind in kinds:
-        counts[kind] = counts.get(kind, 0) + 1
+        counts[kind] = counts.get(kind, first_number - 1) + 1
         model = DEVICE_FACTORIES[kind](f"{kind}{counts[kind]}")
         fleet.append(
             MqttDeviceSimulator(
@@ -64,6 +65,7 @@ def run_fleet(
     username: str | None = None,
     password: str | None = None,
     timeout: float = 5.0,
+    first_number: int = 1,
 ) -> list[MqttDeviceSimulator]:
     """Build and start the fleet; if one device cannot start, stop the started ones and raise."""
     fleet = build_fleet(
@@ -76,6 +78,7 @@ def run_fleet(
         printer=printer,
         username=username,
         password=password,
+        first_number=first_number,
     )
     started: list[MqttDeviceSimulator] = []
     try:
