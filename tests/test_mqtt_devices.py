@@ -56,8 +56,10 @@ def gadget() -> DeviceModel:
             {"kind": "switch", "key": "fan", "name": "Fan"},
             {"kind": "button", "key": "reboot", "device_class": "restart", "confirmable": True},
             {"kind": "sensor", "key": "mode", "name": "Mode", "options": ["eco", "boost"]},
+            # An unknown device class is ignored; a number sent as text is still a number.
+            {"kind": "sensor", "key": "flux", "device_class": "flux", "state_class": "measurement"},
         ],
-        state={"lamp": {"on": False, "brightness": 0}, "fan": False, "mode": "eco"},
+        state={"lamp": {"on": False, "brightness": 0}, "fan": False, "mode": "eco", "flux": "4.5"},
     )
 
 
@@ -169,7 +171,7 @@ async def test_discovery_creates_devices_and_entities(
     await start_sim(gadget())
     entry = await _setup_hub(hass, mqtt_broker, prefix)
     await wait_for(
-        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id)) == 15
+        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id)) == 16
     )
 
     device = device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")})
@@ -476,6 +478,14 @@ async def test_duplicate_and_foreign_answers_are_ignored(
     await wait_for(lambda: engine.stats["duplicate"] == 1 and engine.stats["foreign"] == 1)
     assert _state(hass, LOCK_2) == LockState.UNLOCKED
 
+    # A malformed answer is dropped and counted; commands keep working afterwards.
+    await hass.async_add_executor_job(
+        lambda: locker._client.publish(reply_topic, b"{oops", qos=1).wait_for_publish(2)
+    )
+    await wait_for(lambda: hub.runtime_data.bridge.dropped["answer"] == 1)
+    await hass.services.async_call(LOCK_DOMAIN, "lock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
+    assert _state(hass, LOCK_2) == LockState.LOCKED
+
 
 async def _publish_answer(
     hass: HomeAssistant,
@@ -565,6 +575,10 @@ async def test_optimistic_and_confirmed_platforms(
     assert [e["outcome"] for e in events] == ["delivered", "delivered", "confirmed"]
     await wait_for(lambda: len(sim.executed) == 3)
     assert _state(hass, "sensor.gadget_mode") == "eco"
+    assert _state(hass, "sensor.gadget_flux") == "4.5"
+    await hass.async_add_executor_job(sim.publish_state, {"flux": "n/a", "mode": "turbo"})
+    await wait_for(lambda: _state(hass, "sensor.gadget_flux") == "unknown")
+    assert _state(hass, "sensor.gadget_mode") == "unknown"  # not one of the declared options
     await hass.services.async_call(
         "light", "turn_off", {ATTR_ENTITY_ID: "light.gadget_lamp"}, blocking=True
     )

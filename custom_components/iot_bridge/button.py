@@ -30,6 +30,7 @@ class IotBridgeButton(IotBridgeEntity, ButtonEntity):
     def __init__(self, hub: IotBridgeHub, device: Device, capability: Capability) -> None:
         super().__init__(hub, device, capability)
         self._attr_device_class = enum_or_none(ButtonDeviceClass, capability.device_class)
+        self._name_from_device_class(self._attr_device_class)
 
     async def async_press(self) -> None:
         """Press; waits for confirmation when the device gives one."""

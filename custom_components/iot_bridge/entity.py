@@ -87,13 +87,16 @@ class IotBridgeEntity(Entity):
         self._attr_unique_id = f"{hub.entry.entry_id}_{device.device_id}_{capability.key}"
         self._attr_device_info = DeviceInfo(identifiers={hub.device_identifier(device.device_id)})
         self._attr_translation_key = capability.kind.value
-        if capability.name:
-            self._attr_name = capability.name
-        elif capability.device_class is None:
-            self._attr_name = capability.key.replace("_", " ").capitalize()
+        self._declared_name = capability.name
+        self._attr_name = capability.name or capability.key.replace("_", " ").capitalize()
         if not capability.confirmable and capability.writable:
             # Commands without confirmation are sent and assumed to have worked.
             self._attr_assumed_state = True
+
+    def _name_from_device_class(self, device_class: StrEnum | None) -> None:
+        """An unnamed capability with a device class Home Assistant knows takes its name."""
+        if device_class is not None and not self._declared_name:
+            del self._attr_name
 
     @property
     def device(self) -> Device | None:

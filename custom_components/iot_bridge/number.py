@@ -32,6 +32,7 @@ class IotBridgeNumber(IotBridgeEntity, NumberEntity):
     def __init__(self, hub: IotBridgeHub, device: Device, capability: Capability) -> None:
         super().__init__(hub, device, capability)
         self._attr_device_class = enum_or_none(NumberDeviceClass, capability.device_class)
+        self._name_from_device_class(self._attr_device_class)
         self._attr_native_unit_of_measurement = capability.unit
         if capability.minimum is not None:
             self._attr_native_min_value = capability.minimum

@@ -31,6 +31,7 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
     def __init__(self, hub: IotBridgeHub, device: Device, capability: Capability) -> None:
         super().__init__(hub, device, capability)
         self._attr_device_class = enum_or_none(SensorDeviceClass, capability.device_class)
+        self._name_from_device_class(self._attr_device_class)
         self._attr_state_class = enum_or_none(SensorStateClass, capability.state_class)
         if capability.options is not None:
             self._attr_device_class = SensorDeviceClass.ENUM
@@ -49,6 +50,9 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
         if self.state_class is not None or self.device_class not in (None, SensorDeviceClass.ENUM):
             # Home Assistant refuses text for numeric sensors: show unknown instead.
             return as_number(value)
+        if self.device_class is SensorDeviceClass.ENUM:
+            # Likewise for a value outside the declared options.
+            return value if value in (self.options or ()) else None
         if value is None or isinstance(value, int | float | str):
             return value
         return str(value)

@@ -33,6 +33,7 @@ class IotBridgeSwitch(IotBridgeEntity, SwitchEntity):
     def __init__(self, hub: IotBridgeHub, device: Device, capability: Capability) -> None:
         super().__init__(hub, device, capability)
         self._attr_device_class = enum_or_none(SwitchDeviceClass, capability.device_class)
+        self._name_from_device_class(self._attr_device_class)
 
     @property
     def is_on(self) -> bool | None:

@@ -17,7 +17,6 @@ from ..model import (
     CapabilityKind,
     Command,
     CommandResult,
-    CommandStatus,
     Device,
 )
 from .connection import MqttConnection, MqttNotConnected
@@ -173,9 +172,9 @@ class MqttBridge:
         try:
             reply = parse_reply(_payload(message), correlation)
         except ProfileError as err:
-            self.dropped["answer"] += 1
-            _LOGGER.warning("Dropped answer on %s: %s", message.topic.value, err)
+            self._drop("(reply topic)", "answer", err)
             return
+        self._warned.discard(("(reply topic)", "answer"))
         self.engine.handle_reply(reply)
 
     def apply_state(self, device: Device, values: dict[str, Any]) -> None:
@@ -245,15 +244,13 @@ class MqttBridge:
         return result
 
     def _apply_expected(self, device: Device, command: Command, result: CommandResult) -> None:
-        if result.state and command.capability in result.state:
+        """A success the device did not describe leaves the state the action implies."""
+        if command.capability in (result.state or {}):
             return
         if command.capability not in device.capabilities:
             return
         value = expected_state(device, command.capability, command.action, command.params)
-        if value is not None and result.status in (
-            CommandStatus.CONFIRMED,
-            CommandStatus.DELIVERED,
-        ):
+        if value is not None:
             self.apply_state(device, {command.capability: value})
 
     async def forget_device(self, device_id: str) -> None:
