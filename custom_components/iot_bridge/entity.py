@@ -135,8 +135,10 @@ class IotBridgeEntity(Entity):
         )
 
     @callback
-    def _handle_update(self) -> None:
-        self.async_write_ha_state()
+    def _handle_update(self, changed: frozenset[str] | None = None) -> None:
+        # A device update names the keys that changed: skip writes that would change nothing.
+        if changed is None or self.key in changed:
+            self.async_write_ha_state()
 
     @callback
     def _handle_capability_gone(self) -> None:

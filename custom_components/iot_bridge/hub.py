@@ -219,7 +219,7 @@ class IotBridgeHub:
                 async_dispatcher_send(
                     self.hass, signal_new_capability(entry_id), device, capability
                 )
-        self.device_state_changed(device)
+        self.device_state_changed(device, None)
 
     @callback
     def device_removed(self, device_id: str) -> None:
@@ -230,10 +230,10 @@ class IotBridgeHub:
             registry.async_update_device(entry.id, remove_config_entry_id=self.entry.entry_id)
 
     @callback
-    def device_state_changed(self, device: Device) -> None:
-        """Tell the device's entities to refresh."""
+    def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
+        """Tell the device's entities; each refreshes only if its own value changed."""
         async_dispatcher_send(
-            self.hass, signal_device_update(self.entry.entry_id, device.device_id)
+            self.hass, signal_device_update(self.entry.entry_id, device.device_id), changed
         )
 
     @callback

@@ -31,6 +31,7 @@ from .profile import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+_MISSING = object()
 # State that arrives before a device's config is kept this long (in devices).
 _MAX_EARLY_DEVICES = 256
 
@@ -53,8 +54,8 @@ class BridgeListener(Protocol):
     def device_removed(self, device_id: str) -> None:
         """A device cleared its retained config."""
 
-    def device_state_changed(self, device: Device) -> None:
-        """State or availability of a device changed."""
+    def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
+        """Values of these capability keys changed (None: availability or everything)."""
 
     def connection_changed(self, connected: bool) -> None:
         """The broker connection went down or came back."""
@@ -165,7 +166,7 @@ class MqttBridge:
             return
         if device.available != available:
             device.available = available
-            self._listener.device_state_changed(device)
+            self._listener.device_state_changed(device, None)
 
     def _on_reply(self, message: aiomqtt.Message) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
@@ -178,13 +179,18 @@ class MqttBridge:
         self.engine.handle_reply(reply)
 
     def apply_state(self, device: Device, values: dict[str, Any]) -> None:
-        """Merge reported values (unknown keys are kept aside, not applied)."""
-        known = {key: value for key, value in values.items() if key in device.capabilities}
-        if len(known) != len(values):
-            self.dropped["unknown_state_key"] += len(values) - len(known)
-        if known:
-            device.state.update(known)
-            self._listener.device_state_changed(device)
+        """Merge reported values; only keys whose value really changed are announced."""
+        changed = frozenset(
+            key
+            for key, value in values.items()
+            if key in device.capabilities and device.state.get(key, _MISSING) != value
+        )
+        unknown = sum(1 for key in values if key not in device.capabilities)
+        if unknown:
+            self.dropped["unknown_state_key"] += unknown
+        if changed:
+            device.state.update({key: values[key] for key in changed})
+            self._listener.device_state_changed(device, changed)
 
     def _device_id(self, message: aiomqtt.Message) -> str | None:
         device_id = self.topics.device_id_of(message.topic.value)

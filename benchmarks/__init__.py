@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers (run explicitly; never part of scripts/test)."""
