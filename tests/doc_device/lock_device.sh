@@ -127,7 +127,8 @@ trap cleanup EXIT
 trap 'exit 0' TERM INT
 
 # -d prints protocol debug lines; we only use "Subscribed ..." (the SUBACK) to know that
-# commands can reach us before we announce ourselves. Messages are printed by -F as
+# commands can reach us before we announce ourselves. mosquitto_sub reconnects by itself
+# and subscribes again, so we announce again after each reconnection. Messages are printed by -F as
 # CMD<sep>response topic<sep>correlation data<sep>payload (payload must be one line).
 # stdbuf -oL: mosquitto_sub does not flush its debug lines when writing to a pipe.
 exec 3< <(exec stdbuf -oL mosquitto_sub -V mqttv5 -h "$host" -p "$port" --nodelay -d -i "$dev" \
