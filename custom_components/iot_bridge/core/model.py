@@ -45,7 +45,6 @@ class Capability:
     device_class: str | None = None
     unit: str | None = None
     state_class: str | None = None
-    writable: bool = False
     confirmable: bool = False
     options: tuple[str, ...] | None = None
     minimum: float | None = None
@@ -56,6 +55,11 @@ class Capability:
     def actions(self) -> frozenset[str]:
         """Actions this capability accepts."""
         return ACTIONS_BY_KIND[self.kind]
+
+    @property
+    def writable(self) -> bool:
+        """Whether Home Assistant can command it at all."""
+        return bool(self.actions)
 
 
 def validate_params(capability: Capability, action: str, params: dict[str, Any]) -> None:

@@ -111,7 +111,6 @@ def _parse_capability(raw: Any) -> Capability:
             state_class=_optional_str(raw, "state_class"),
             # A lock without confirmation would defeat the point of the integration.
             confirmable=bool(raw.get("confirmable", False)) or kind is CapabilityKind.LOCK,
-            writable=bool(kind.value in {"switch", "lock", "number", "light", "button"}),
             options=tuple(options) if options is not None else None,
             minimum=_optional_number(raw, "min"),
             maximum=_optional_number(raw, "max"),
