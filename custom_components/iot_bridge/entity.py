@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.device_registry import DeviceInfo
@@ -52,26 +52,35 @@ def as_number(value: Any) -> float | int | None:
     return None
 
 
-def async_setup_capability_platform(
-    entry: IotBridgeConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-    kind: CapabilityKind,
-    factory: EntityFactory,
-) -> None:
-    """Create entities for every capability of `kind`, now and when devices announce more."""
-    hub = entry.runtime_data
+PlatformSetup = Callable[
+    [HomeAssistant, IotBridgeConfigEntry, AddConfigEntryEntitiesCallback], Awaitable[None]
+]
 
-    @callback
-    def add(device: Device, capability: Capability) -> None:
-        if capability.kind is kind:
-            async_add_entities([factory(hub, device, capability)])
 
-    for device in list(hub.bridge.devices.values()):
-        for capability in device.capabilities.values():
-            add(device, capability)
-    entry.async_on_unload(
-        async_dispatcher_connect(hub.hass, signal_new_capability(entry.entry_id), add)
-    )
+def capability_platform(kind: CapabilityKind, factory: EntityFactory) -> PlatformSetup:
+    """A platform's async_setup_entry: one entity per capability of `kind`, now and whenever
+    a device announces more."""
+
+    async def async_setup_entry(
+        hass: HomeAssistant,
+        entry: IotBridgeConfigEntry,
+        async_add_entities: AddConfigEntryEntitiesCallback,
+    ) -> None:
+        hub = entry.runtime_data
+
+        @callback
+        def add(device: Device, capability: Capability) -> None:
+            if capability.kind is kind:
+                async_add_entities([factory(hub, device, capability)])
+
+        for device in list(hub.bridge.devices.values()):
+            for capability in device.capabilities.values():
+                add(device, capability)
+        entry.async_on_unload(
+            async_dispatcher_connect(hass, signal_new_capability(entry.entry_id), add)
+        )
+
+    return async_setup_entry
 
 
 class IotBridgeEntity(Entity):
@@ -79,6 +88,8 @@ class IotBridgeEntity(Entity):
 
     _attr_has_entity_name = True
     _attr_should_poll = False
+    # The platform's device class enum: a class the device declares is used when known.
+    _device_classes: type[StrEnum] | None = None
 
     def __init__(self, hub: IotBridgeHub, device: Device, capability: Capability) -> None:
         self.hub = hub
@@ -87,16 +98,14 @@ class IotBridgeEntity(Entity):
         self._attr_unique_id = f"{hub.entry.entry_id}_{device.device_id}_{capability.key}"
         self._attr_device_info = DeviceInfo(identifiers={hub.device_identifier(device.device_id)})
         self._attr_translation_key = capability.kind.value
-        self._declared_name = capability.name
         self._attr_name = capability.name or capability.key.replace("_", " ").capitalize()
+        if self._device_classes is not None:
+            self._attr_device_class = enum_or_none(self._device_classes, capability.device_class)
+            if self._attr_device_class is not None and not capability.name:
+                del self._attr_name  # Home Assistant names it after its device class.
         if not capability.confirmable and capability.writable:
             # Commands without confirmation are sent and assumed to have worked.
             self._attr_assumed_state = True
-
-    def _name_from_device_class(self, device_class: StrEnum | None) -> None:
-        """An unnamed capability with a device class Home Assistant knows takes its name."""
-        if device_class is not None and not self._declared_name:
-            del self._attr_name
 
     @property
     def device(self) -> Device | None:

@@ -6,24 +6,12 @@ from typing import Any
 
 from homeassistant.components.light import ATTR_BRIGHTNESS, LightEntity
 from homeassistant.components.light.const import ColorMode
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .core.model import CapabilityKind
 from .core.mqtt.profile import as_bool
-from .entity import IotBridgeEntity, async_setup_capability_platform
-from .hub import IotBridgeConfigEntry
+from .entity import IotBridgeEntity, capability_platform
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: IotBridgeConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up lights for every light capability."""
-    async_setup_capability_platform(entry, async_add_entities, CapabilityKind.LIGHT, IotBridgeLight)
 
 
 class IotBridgeLight(IotBridgeEntity, LightEntity):
@@ -53,3 +41,6 @@ class IotBridgeLight(IotBridgeEntity, LightEntity):
     async def async_turn_off(self, **kwargs: Any) -> None:
         """Turn off."""
         await self.async_command("turn_off")
+
+
+async_setup_entry = capability_platform(CapabilityKind.LIGHT, IotBridgeLight)

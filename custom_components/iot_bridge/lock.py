@@ -6,26 +6,14 @@ from typing import Any
 
 from homeassistant.components.lock import LockEntity, LockEntityFeature
 from homeassistant.components.lock.const import LockState
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .core.model import CapabilityKind
-from .entity import IotBridgeEntity, async_setup_capability_platform
-from .hub import IotBridgeConfigEntry
+from .entity import IotBridgeEntity, capability_platform
 
 PARALLEL_UPDATES = 0
 
 # What the lock shows while a command is in flight.
 _IN_FLIGHT = {"lock": LockState.LOCKING, "unlock": LockState.UNLOCKING, "open": LockState.OPENING}
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: IotBridgeConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up locks for every lock capability."""
-    async_setup_capability_platform(entry, async_add_entities, CapabilityKind.LOCK, IotBridgeLock)
 
 
 class IotBridgeLock(IotBridgeEntity, LockEntity):
@@ -94,3 +82,6 @@ class IotBridgeLock(IotBridgeEntity, LockEntity):
             # the last confirmed (or jammed) state the device reported.
             self._in_flight = None
             self.async_write_ha_state()
+
+
+async_setup_entry = capability_platform(CapabilityKind.LOCK, IotBridgeLock)

@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .core.model import Capability, CapabilityKind, Device
-from .entity import IotBridgeEntity, as_number, async_setup_capability_platform, enum_or_none
-from .hub import IotBridgeConfigEntry, IotBridgeHub
+from .entity import IotBridgeEntity, as_number, capability_platform, enum_or_none
+from .hub import IotBridgeHub
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: IotBridgeConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up sensors for every sensor capability."""
-    async_setup_capability_platform(
-        entry, async_add_entities, CapabilityKind.SENSOR, IotBridgeSensor
-    )
 
 
 class IotBridgeSensor(IotBridgeEntity, SensorEntity):
     """A reading."""
 
+    _device_classes = SensorDeviceClass
+
     def __init__(self, hub: IotBridgeHub, device: Device, capability: Capability) -> None:
         super().__init__(hub, device, capability)
-        self._attr_device_class = enum_or_none(SensorDeviceClass, capability.device_class)
-        self._name_from_device_class(self._attr_device_class)
         self._attr_state_class = enum_or_none(SensorStateClass, capability.state_class)
         if capability.options is not None:
             self._attr_device_class = SensorDeviceClass.ENUM
@@ -56,3 +43,6 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
         if value is None or isinstance(value, int | float | str):
             return value
         return str(value)
+
+
+async_setup_entry = capability_platform(CapabilityKind.SENSOR, IotBridgeSensor)
