@@ -105,6 +105,39 @@ async def test_wrong_credentials_start_reauth(hass: HomeAssistant, auth_broker: 
     )
 
 
+async def test_password_changed_while_running_starts_reauth(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker restarts with a new password: the hub asks for credentials, once."""
+    broker = Broker(users={BROKER_USER: BROKER_PASSWORD})
+    broker.start()
+    try:
+        entry = mqtt_entry(broker, username=BROKER_USER, password=BROKER_PASSWORD)
+        await setup_entry(hass, entry)
+        hub = entry.runtime_data
+        hub.connection._reconnect_min = 0.05
+        hub.connection._reconnect_max = 0.2
+        await hass.async_add_executor_job(broker.stop)
+        await hass.async_add_executor_job(broker.set_password, BROKER_USER, "rotated")
+        await hass.async_add_executor_job(broker.start)
+
+        def reauth_flows() -> list[object]:
+            return [
+                flow
+                for flow in hass.config_entries.flow.async_progress()
+                if flow["context"]["source"] == "reauth"
+            ]
+
+        await _wait_for(lambda: len(reauth_flows()) == 1)
+        await asyncio.sleep(0.5)  # several more refused attempts
+        assert len(reauth_flows()) == 1
+        assert caplog.text.count("rejected the credentials") == 1
+        assert not hub.connected
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await hass.async_add_executor_job(broker.close)
+
+
 async def test_diagnostics_redact_secrets(
     hass: HomeAssistant, auth_broker: Broker, hass_client: ClientSessionGenerator
 ) -> None:

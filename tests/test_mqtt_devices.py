@@ -659,6 +659,17 @@ async def test_send_command_response_and_errors(
             blocking=True,
         )
 
+    # The device stays in the registry while its hub is unloaded: say so, do not crash.
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    with pytest.raises(ServiceValidationError, match="hub of Parcel locker is not loaded"):
+        await hass.services.async_call(
+            DOMAIN,
+            "send_command",
+            {"device_id": device_id, "capability": "door1_lock", "action": "open"},
+            blocking=True,
+        )
+
 
 async def test_automations_branch_on_confirmation(
     hass: HomeAssistant, locker: MqttDeviceSimulator

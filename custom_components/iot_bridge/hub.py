@@ -85,7 +85,10 @@ class IotBridgeHub:
             retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
         )
         self.connection = MqttConnection(
-            mqtt_settings_from(entry.data), on_connection_change=self._connection_changed
+            mqtt_settings_from(entry.data),
+            on_connection_change=self._connection_changed,
+            # The broker came back but refuses the stored credentials: ask the user.
+            on_auth_failed=lambda: entry.async_start_reauth(hass),
         )
         topics = Topics(
             prefix=entry.data.get(CONF_DISCOVERY_PREFIX, DEFAULT_DISCOVERY_PREFIX),

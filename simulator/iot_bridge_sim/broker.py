@@ -139,6 +139,12 @@ class Broker:
             (self._dir / name).chmod(0o644)
         return self._dir / "ca.crt"
 
+    def set_password(self, user: str, password: str) -> None:
+        """Change a user's password; takes effect at the next start()."""
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(self._dir / "passwords"), user, password], check=True
+        )
+
     def start(self, timeout: float = 10.0) -> None:
         """Start the broker and wait until it accepts connections."""
         self._process = subprocess.Popen(

@@ -102,11 +102,14 @@ class MqttConnection:
         settings: MqttSettings,
         *,
         on_connection_change: ConnectionListener | None = None,
+        on_auth_failed: Callable[[], None] | None = None,
         reconnect_min: float = 1.0,
         reconnect_max: float = 60.0,
     ) -> None:
         self.settings = settings
         self._on_connection_change = on_connection_change
+        self._on_auth_failed = on_auth_failed
+        self._auth_reported = False
         self._reconnect_min = reconnect_min
         self._reconnect_max = reconnect_max
         self._subscriptions: list[_Subscription] = []
@@ -247,10 +250,21 @@ class MqttConnection:
             await asyncio.sleep(delay)
             try:
                 client = await self._connect()
+            except MqttAuthError as err:
+                # Retrying cannot fix credentials: tell the owner (once) and keep trying
+                # slowly, in case the broker's password file is being edited.
+                if self._on_auth_failed is not None and not self._auth_reported:
+                    self._auth_reported = True
+                    _LOGGER.warning("MQTT broker %s rejected the credentials", self.settings.host)
+                    self._on_auth_failed()
+                _LOGGER.debug("Reconnect to %s refused: %s", self.settings.host, err)
+                delay = self._reconnect_max
+                continue
             except MqttConnectError as err:
                 _LOGGER.debug("Reconnect to %s failed: %s", self.settings.host, err)
                 delay = min(delay * 2, self._reconnect_max)
                 continue
+            self._auth_reported = False
             self.reconnects += 1
             self._client = client
             self._set_connected(True)
