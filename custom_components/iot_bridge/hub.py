@@ -267,6 +267,5 @@ def command_error(
             "capability": capability.name or capability.key,
             "action": result.command.action,
             "reason": result.reason or "",
-            "deadline": f"{result.latency_ms / 1000:.1f}",
         },
     )
