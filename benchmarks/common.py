@@ -19,22 +19,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import (  # type: ignore[import-untyped]
     MockConfigEntry,
 )
 
-from custom_components.iot_bridge.const import (
-    CONF_CA_FILE,
-    CONF_CLIENT_ID,
-    CONF_DISCOVERY_PREFIX,
-    CONF_PROTOCOL,
-    CONF_TLS,
-    DOMAIN,
-    PROTOCOL_MQTT,
-)
 from iot_bridge_sim.broker import MOSQUITTO, Broker
+from tests.common import mqtt_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -201,29 +192,9 @@ class Peer:
 # -- Home Assistant side --------------------------------------------------------------------
 
 
-def hub_entry(broker: Broker, prefix: str, client_id: str = "bench-hub") -> MockConfigEntry:
-    """An IoT Bridge MQTT hub with default options (10 s deadline, 2 retries)."""
-    data = {
-        CONF_PROTOCOL: PROTOCOL_MQTT,
-        CONF_HOST: broker.host,
-        CONF_PORT: broker.port,
-        CONF_USERNAME: "",
-        CONF_PASSWORD: "",
-        CONF_TLS: False,
-        CONF_CA_FILE: "",
-        CONF_CLIENT_ID: client_id,
-        CONF_DISCOVERY_PREFIX: prefix,
-    }
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=f"MQTT {broker.host}:{broker.port}",
-        data=data,
-        unique_id=f"{broker.host}:{broker.port}:{client_id}",
-    )
-
-
 async def setup_hub(hass: HomeAssistant, broker: Broker, prefix: str) -> MockConfigEntry:
-    entry = hub_entry(broker, prefix)
+    # The same entry the tests use: default options (10 s deadline, 2 retries).
+    entry = mqtt_entry(broker, client_id="bench-hub", prefix=prefix)
     entry.add_to_hass(hass)
     require(await hass.config_entries.async_setup(entry.entry_id), "IoT Bridge did not load")
     await hass.async_block_till_done()

@@ -448,12 +448,9 @@ async def test_retry_reuses_id_and_device_acts_once(
 ) -> None:
     """The first delivery is lost; the retry carries the same id and confirms."""
     locker.behaviour.drop_first = 1
-    response = await hass.services.async_call(
-        DOMAIN,
-        "send_command",
+    response = await _send_command(
+        hass,
         {"device_id": _device_id(hass), "capability": "door1_lock", "action": "open"},
-        blocking=True,
-        return_response=True,
     )
     assert response is not None
     assert response["status"] == "confirmed"
@@ -528,11 +525,9 @@ async def test_broker_stops_mid_command(
         assert _state(hass, LOCK_2) == STATE_UNAVAILABLE
         # Entity actions skip unavailable entities; the action reaches the hub and says why.
         with pytest.raises(HomeAssistantError, match="Could not send lock to Door 1"):
-            await hass.services.async_call(
-                DOMAIN,
-                "send_command",
+            await _send_command(
+                hass,
                 {"device_id": _device_id(hass), "capability": "door1_lock", "action": "lock"},
-                blocking=True,
             )
 
         await hass.async_add_executor_job(own_broker.start)
@@ -591,6 +586,13 @@ async def test_optimistic_and_confirmed_platforms(
 # The action --------------------------------------------------------------------------
 
 
+async def _send_command(hass: HomeAssistant, data: dict[str, Any]) -> Any:
+    """Call iot_bridge.send_command and return its response."""
+    return await hass.services.async_call(
+        DOMAIN, "send_command", data, blocking=True, return_response=True
+    )
+
+
 def _device_id(hass: HomeAssistant, device: str = "locker1") -> str:
     entry = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_{device}")})
     assert entry is not None
@@ -602,12 +604,9 @@ async def test_send_command_response_and_errors(
 ) -> None:
     """The action returns the outcome; bad targets are validation errors."""
     device_id = _device_id(hass)
-    response = await hass.services.async_call(
-        DOMAIN,
-        "send_command",
+    response = await _send_command(
+        hass,
         {"device_id": device_id, "capability": "door3_lock", "action": "open", "deadline": 3},
-        blocking=True,
-        return_response=True,
     )
     assert response is not None
     assert response["status"] == "confirmed"
@@ -618,56 +617,44 @@ async def test_send_command_response_and_errors(
     assert _state(hass, "lock.parcel_locker_door_3") == LockState.OPEN
 
     with pytest.raises(ServiceValidationError, match='no capability "nope"'):
-        await hass.services.async_call(
-            DOMAIN,
-            "send_command",
+        await _send_command(
+            hass,
             {"device_id": device_id, "capability": "nope", "action": "open"},
-            blocking=True,
         )
     with pytest.raises(ServiceValidationError, match='does not accept "fly"'):
-        await hass.services.async_call(
-            DOMAIN,
-            "send_command",
+        await _send_command(
+            hass,
             {"device_id": device_id, "capability": "door1_lock", "action": "fly"},
-            blocking=True,
         )
     with pytest.raises(ServiceValidationError, match="takes no parameter speed"):
-        await hass.services.async_call(
-            DOMAIN,
-            "send_command",
+        await _send_command(
+            hass,
             {
                 "device_id": device_id,
                 "capability": "door1_lock",
                 "action": "open",
                 "params": {"speed": 3},
             },
-            blocking=True,
         )
     with pytest.raises(ServiceValidationError, match="not an IoT Bridge device"):
-        await hass.services.async_call(
-            DOMAIN,
-            "send_command",
+        await _send_command(
+            hass,
             {"device_id": "missing", "capability": "x", "action": "open"},
-            blocking=True,
         )
     locker.behaviour.refuse = "out of order"
     with pytest.raises(HomeAssistantError, match="out of order"):
-        await hass.services.async_call(
-            DOMAIN,
-            "send_command",
+        await _send_command(
+            hass,
             {"device_id": device_id, "capability": "door1_lock", "action": "open"},
-            blocking=True,
         )
 
     # The device stays in the registry while its hub is unloaded: say so, do not crash.
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     assert await hass.config_entries.async_unload(entry.entry_id)
     with pytest.raises(ServiceValidationError, match="hub of Parcel locker is not loaded"):
-        await hass.services.async_call(
-            DOMAIN,
-            "send_command",
+        await _send_command(
+            hass,
             {"device_id": device_id, "capability": "door1_lock", "action": "open"},
-            blocking=True,
         )
 
 
