@@ -86,7 +86,7 @@ class IotBridgeHub:
         )
         self.connection = MqttConnection(
             mqtt_settings_from(entry.data),
-            on_connection_change=self._connection_changed,
+            on_connection_change=self.connection_changed,
             # The broker came back but refuses the stored credentials: ask the user.
             on_auth_failed=lambda: entry.async_start_reauth(hass),
         )
@@ -243,10 +243,6 @@ class IotBridgeHub:
     def connection_changed(self, connected: bool) -> None:
         """Broker up or down: every entity's availability follows."""
         async_dispatcher_send(self.hass, signal_connection(self.entry.entry_id))
-
-    @callback
-    def _connection_changed(self, connected: bool) -> None:
-        self.bridge.connection_changed(connected)
 
     def _accept_new_device(self, device_id: str) -> bool:
         if self.entry.options.get(CONF_AUTO_DISCOVERY, True):

@@ -2,7 +2,7 @@
 
 from .behaviour import Behaviour
 from .devices import DEVICE_FACTORIES, Answer, DeviceModel, climate_node, parcel_locker
-from .fleet import build_fleet, crash_fleet, run_fleet, stop_fleet
+from .fleet import build_fleet, crash_fleet, start_fleet, stop_fleet
 from .mqtt import MqttDeviceSimulator, ReceivedCommand
 
 __all__ = [
@@ -16,6 +16,6 @@ __all__ = [
     "climate_node",
     "crash_fleet",
     "parcel_locker",
-    "run_fleet",
+    "start_fleet",
     "stop_fleet",
 ]

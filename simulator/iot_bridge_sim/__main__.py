@@ -11,7 +11,7 @@ from types import FrameType
 
 from .behaviour import Behaviour
 from .devices import DEVICE_FACTORIES
-from .fleet import DEFAULT_KINDS, crash_fleet, run_fleet, stop_fleet
+from .fleet import DEFAULT_KINDS, build_fleet, crash_fleet, start_fleet, stop_fleet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,16 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        fleet = run_fleet(
-            args.device or DEFAULT_KINDS,
-            host=args.host,
-            port=args.port,
-            prefix=args.prefix,
-            protocol=args.mqtt_version,
-            behaviour=behaviour_from(args),
-            username=args.username,
-            password=args.password,
-            first_number=args.number,
+        fleet = start_fleet(
+            build_fleet(
+                args.device or DEFAULT_KINDS,
+                host=args.host,
+                port=args.port,
+                prefix=args.prefix,
+                protocol=args.mqtt_version,
+                behaviour=behaviour_from(args),
+                username=args.username,
+                password=args.password,
+                first_number=args.number,
+            )
         )
     except OSError as err:  # refused, unreachable, or no answer (ConnectionError)
         print(f"cannot start: {err}", file=sys.stderr)

@@ -53,33 +53,10 @@ def build_fleet(
     return fleet
 
 
-def run_fleet(
-    kinds: Sequence[str] = DEFAULT_KINDS,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 1883,
-    prefix: str = "iot_bridge",
-    protocol: MqttVersion | None = None,
-    behaviour: Behaviour | None = None,
-    printer: Printer | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    timeout: float = 5.0,
-    first_number: int = 1,
+def start_fleet(
+    fleet: list[MqttDeviceSimulator], timeout: float = 5.0
 ) -> list[MqttDeviceSimulator]:
-    """Build and start the fleet; if one device cannot start, stop the started ones and raise."""
-    fleet = build_fleet(
-        kinds,
-        host=host,
-        port=port,
-        prefix=prefix,
-        protocol=protocol,
-        behaviour=behaviour,
-        printer=printer,
-        username=username,
-        password=password,
-        first_number=first_number,
-    )
+    """Start a built fleet; if one device cannot start, stop the started ones and raise."""
     started: list[MqttDeviceSimulator] = []
     try:
         for simulator in fleet:

@@ -57,9 +57,6 @@ class BridgeListener(Protocol):
     def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
         """Values of these capability keys changed (None: availability or everything)."""
 
-    def connection_changed(self, connected: bool) -> None:
-        """The broker connection went down or came back."""
-
 
 def expected_state(device: Device, capability: str, action: str, params: dict[str, Any]) -> Any:
     """What a confirmed (or optimistic) action sets when the device reports nothing."""
@@ -215,10 +212,6 @@ class MqttBridge:
         if device_id not in store and len(store) >= _MAX_EARLY_DEVICES:
             store.pop(next(iter(store)))
         store.setdefault(device_id, {}).update(values)
-
-    def connection_changed(self, connected: bool) -> None:
-        """Forward broker connectivity to the owner."""
-        self._listener.connection_changed(connected)
 
     # Outbound --------------------------------------------------------------
 
