@@ -82,7 +82,8 @@ _SEMANTIC_DECODERS: Final[dict[int, cbor2.SemanticDecoderCallback]] = {
 
 
 def load_cbor(payload: bytes, what: str, max_depth: int) -> object:
-    """Decode exactly one CBOR data item; trailing bytes, bad UTF-8 and deep nesting fail."""
+    """Decode exactly one CBOR data item; trailing bytes, bad UTF-8, duplicate map keys and
+    deep nesting fail."""
     stream = io.BytesIO(payload)
     decoder = cbor2.CBORDecoder(
         stream,
@@ -90,6 +91,7 @@ def load_cbor(payload: bytes, what: str, max_depth: int) -> object:
         semantic_decoders=_SEMANTIC_DECODERS,
         max_depth=max_depth,
         str_errors="strict",
+        allow_duplicate_keys=False,
     )
     try:
         value = decoder.decode()

@@ -7,8 +7,8 @@ from enum import IntEnum
 from typing import Final
 
 from . import plain, senml, tlv
-from .errors import UnsupportedFormatError, check_payload_size
-from .paths import LwM2MPath
+from .errors import FormatError, UnsupportedFormatError, check_payload_size
+from .paths import LwM2MPath, check_disjoint
 from .registry import ObjectRegistry, default_registry
 from .values import Record, Value
 
@@ -82,7 +82,9 @@ def decode_records(
     """
     known, (decoder, _) = _codec(content_format)
     check_payload_size(payload, known.label)
-    return decoder(payload, base, default_registry() if registry is None else registry)
+    records = decoder(payload, base, default_registry() if registry is None else registry)
+    check_disjoint((record.path for record in records), repeats=True, error=FormatError)
+    return records
 
 
 def decode(

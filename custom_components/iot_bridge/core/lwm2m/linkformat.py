@@ -74,9 +74,9 @@ def parse_registration(payload: bytes) -> RegisteredObjects:
     if len(root_links) > 1:
         raise FormatError(f"registration names {len(root_links)} roots (rt={LWM2M_ROOT_TYPE!r})")
     if root_links:
-        href, attributes = root_links[0]
+        href, root_attributes = root_links[0]
         root = _root_path(href)
-        content_formats = _content_formats(dict(attributes).get("ct"))
+        content_formats = _content_formats(dict(root_attributes).get("ct"))
     versions: dict[int, str | None] = {}
     instances: dict[int, list[int]] = {}
     for link in links:
@@ -92,9 +92,9 @@ def parse_registration(payload: bytes) -> RegisteredObjects:
         object_instances = instances.setdefault(object_id, [])
         if path.instance_id is not None and path.instance_id not in object_instances:
             object_instances.append(path.instance_id)
-        version = dict(link[1]).get("ver")
-        if version is not None:
-            versions[object_id] = _version(version, path)
+        attributes = dict(link[1])
+        if "ver" in attributes:
+            versions[object_id] = _version(attributes["ver"], path)
     objects = {
         object_id: SupportedObject(object_id, version, tuple(sorted(instances[object_id])))
         for object_id, version in versions.items()
@@ -183,8 +183,10 @@ def _content_formats(value: str | None) -> tuple[int, ...]:
 
 
 def _version(value: str | None, path: LwM2MPath) -> str:
-    if value is None or not _VERSION.fullmatch(value):
-        raise FormatError(f"link {path}: ver={str(value)[:20]!r} is not a version like 1.1")
+    if value is None:
+        raise FormatError(f"link {path}: ver has no value")
+    if not _VERSION.fullmatch(value):
+        raise FormatError(f"link {path}: ver={value[:20]!r} is not a version like 1.1")
     return value
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Final, Self
 
-from .errors import PathError, UnsupportedFormatError
+from .errors import CodecError, PathError, UnsupportedFormatError
 
 MAX_ID: Final = 65535
 # Instance id 65535 (MAX_ID) is reserved by the core specification: it never names an instance.
@@ -144,13 +144,15 @@ def _check_id(level: int, value: int) -> None:
 ROOT: Final = LwM2MPath()
 
 
-def check_disjoint(paths: Iterable[LwM2MPath], *, repeats: bool) -> None:
-    """Refuse values both at a path and below it; a repeated path only where `repeats`
-    (a time series repeats paths, a TLV tree cannot)."""
+def check_disjoint(
+    paths: Iterable[LwM2MPath], *, repeats: bool, error: type[CodecError] = UnsupportedFormatError
+) -> None:
+    """Refuse values both at a path and below it, which no reader can tell apart; a repeated
+    path only where `repeats` (a time series repeats paths, a TLV tree cannot)."""
     ordered = sorted(paths)
     for first, second in pairwise(ordered):
         if first == second:
             if not repeats:
-                raise UnsupportedFormatError(f"{first} has two values")
+                raise error(f"{first} has two values")
         elif second.startswith(first):
-            raise UnsupportedFormatError(f"{first} has a value and instances ({second})")
+            raise error(f"{first} has a value and instances ({second})")

@@ -7,7 +7,6 @@ none carries a type, so values are typed by the registry.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -76,9 +75,9 @@ def _parse_typed_text(resource_type: ResourceType | None, text: str, path: LwM2M
         case ResourceType.OPAQUE:
             try:
                 return base64.b64decode(text, validate=True)
-            except binascii.Error as err:
+            except ValueError as err:  # binascii.Error, or non-ASCII text
                 raise ValueTypeError(f"opaque text for {path} is not base64: {err}") from None
-        case ResourceType.OBJLNK:
+        case ResourceType.OBJLNK | ResourceType.NONE:
             return coerce(resource_type, text, path)
         case _:
             return coerce(resource_type, _parse_number(text, path), path)

@@ -17,7 +17,7 @@ from typing import Final
 from .errors import FormatError, UnsupportedFormatError, ValueTypeError, check_entry_count
 from .paths import LwM2MPath, check_disjoint
 from .registry import ObjectRegistry
-from .values import INT64_MIN, ObjectLink, Record, ResourceType, Value, coerce
+from .values import INT64_MAX, ObjectLink, Record, ResourceType, Value, coerce
 
 _MAX_LENGTH: Final = 2**24 - 1
 _PRINTABLE_CONTROLS: Final = frozenset("\t\n\r")
@@ -200,8 +200,10 @@ def _guess(data: bytes) -> Value:
 
     TLV has no types, so this is a guess, and one fixed rule keeps it predictable: text
     first, because strings are what unknown vendor resources carry most (names, versions,
-    states) and random binary is rarely valid printable UTF-8; then the integer widths;
-    anything else stays bytes. A float cannot be told from an integer of the same width.
+    states) and random binary is rarely valid printable UTF-8; then an integer, but only in
+    the smallest of 1/2/4/8 bytes that holds it, as encoders write integers; anything else
+    stays bytes. A float cannot be told from an integer of the same width. The rule makes
+    the guess exact in one direction: encoding the guessed value gives back the same bytes.
     """
     try:
         text = data.decode("utf-8")
@@ -211,7 +213,9 @@ def _guess(data: bytes) -> Value:
         if all(char.isprintable() or char in _PRINTABLE_CONTROLS for char in text):
             return text
     if len(data) in (1, 2, 4, 8):
-        return int.from_bytes(data, signed=True)
+        number = int.from_bytes(data, signed=True)
+        if _encode_integer(number, unsigned=False) == data:
+            return number
     return data
 
 
@@ -303,12 +307,12 @@ def _encode_value(value: Value, resource_type: ResourceType | None) -> bytes:
 def _encode_integer(value: int, *, unsigned: bool) -> bytes:
     # Unsigned values above the signed 64-bit range (and unsigned resources generally) use
     # unsigned bytes; everything else two's complement, in the smallest of 1/2/4/8 bytes.
-    signed = not unsigned and value >= INT64_MIN and value < 2**63
-    for size in (1, 2, 4, 8):
+    signed = not unsigned and value <= INT64_MAX
+    for size in (1, 2, 4):
         limit = 1 << (size * 8 - (1 if signed else 0))
         if (-limit if signed else 0) <= value < limit:
             return value.to_bytes(size, signed=signed)
-    raise ValueTypeError(f"{value} does not fit in 8 bytes")  # coerce() already bounds it
+    return value.to_bytes(8, signed=signed)  # coerce() bounds every value to 8 bytes
 
 
 def _fits_single(value: float) -> bool:
