@@ -19,6 +19,7 @@ from .errors import (
     FormatError,
     PathError,
     UnsupportedFormatError,
+    ValueTypeError,
     check_entry_count,
 )
 from .paths import LwM2MPath, check_disjoint
@@ -166,7 +167,10 @@ def _record_value(labels: Labels, where: str) -> object:
     raw = labels[present[0]]
     if present[0] == "vlo":
         assert isinstance(raw, str)
-        return ObjectLink.parse(raw)
+        try:
+            return ObjectLink.parse(raw)
+        except ValueTypeError as err:
+            raise ValueTypeError(f"{where}: {err}") from None
     return raw
 
 
