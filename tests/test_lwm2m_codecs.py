@@ -669,7 +669,7 @@ MALFORMED = [
     _bad(ContentFormat.SENML_JSON, "/", b'[{"n":"/5/0/0","vd":"!!"}]', FormatError, "'!!' is not base64"),
     _bad(ContentFormat.SENML_JSON, "/", '[{"n":"/5/0/0","vd":"é"}]'.encode(), FormatError, "'é' is not base64"),
     _bad(ContentFormat.SENML_JSON, "/", b'[{"n":"/5/0/0","vd":5}]', FormatError, "'vd' must be str"),
-    _bad(ContentFormat.SENML_JSON, "/", b'[{"n":"/1/0/10","vlo":"3-0"}]', ValueTypeError, "not 'object:instance'"),
+    _bad(ContentFormat.SENML_JSON, "/", b'[{"n":"/1/0/10","vlo":"3-0"}]', ValueTypeError, "record 0: object link '3-0' is not 'object:instance'"),
     _bad(ContentFormat.SENML_JSON, "/", b'[{"n":"/3/0/0","vs":"\\ud800"}]', ValueTypeError, "not valid Unicode"),
     _bad(ContentFormat.SENML_JSON, "/", b'[{"bver":11,"n":"/3/0/9","v":1}]', FormatError, "SenML version 11 is newer than 10"),
     _bad(ContentFormat.SENML_JSON, "/", b'[{"bt":1e400,"n":"/3/0/9","v":1}]', FormatError, "time must be finite"),

@@ -78,7 +78,7 @@ def parse_registration(payload: bytes) -> RegisteredObjects:
         root = _root_path(href)
         content_formats = _content_formats(dict(root_attributes).get("ct"))
     versions: dict[int, str | None] = {}
-    instances: dict[int, list[int]] = {}
+    instances: dict[int, set[int]] = {}
     for link in links:
         if link in root_links:
             continue
@@ -89,9 +89,9 @@ def parse_registration(payload: bytes) -> RegisteredObjects:
             )
         object_id = path.ids[0]
         versions.setdefault(object_id, None)
-        object_instances = instances.setdefault(object_id, [])
-        if path.instance_id is not None and path.instance_id not in object_instances:
-            object_instances.append(path.instance_id)
+        object_instances = instances.setdefault(object_id, set())
+        if path.instance_id is not None:
+            object_instances.add(path.instance_id)
         attributes = dict(link[1])
         if "ver" in attributes:
             versions[object_id] = _version(attributes["ver"], path)
