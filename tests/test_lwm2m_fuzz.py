@@ -151,7 +151,16 @@ JSON_RECORDS = st.lists(
     | st.dictionaries(st.sampled_from([*SENML_LABELS, "bv", "s", "x"]), JSON_VALUES, max_size=4),
     max_size=5,
 )
-CBOR_KEYS = {"bver": -1, "bn": -2, "bt": -3, "bu": -4, "bv": -5, "n": 0, "u": 1, "v": 2}
+CBOR_KEYS: dict[str, int | str] = {
+    "bver": -1,
+    "bn": -2,
+    "bt": -3,
+    "bu": -4,
+    "bv": -5,
+    "n": 0,
+    "u": 1,
+    "v": 2,
+}
 CBOR_KEYS |= {"vs": 3, "vb": 4, "s": 5, "t": 6, "ut": 7, "vd": 8, "vlo": "vlo", "x": 99}
 
 
