@@ -33,7 +33,7 @@ from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
-from .common import mqtt_entry, setup_entry, wait_for
+from .common import mqtt_entry, registry_device, remove_device, setup_entry, wait_for
 from .mosquitto import Broker
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -174,7 +174,7 @@ async def test_discovery_creates_devices_and_entities(
         lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id)) == 16
     )
 
-    device = device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")})
+    device = registry_device(hass, ENTRY_ID, "locker1")
     assert device is not None
     assert (device.name, device.manufacturer, device.model) == (
         "Parcel locker",
@@ -276,10 +276,7 @@ async def test_cleared_config_removes_device(
 ) -> None:
     """An empty retained config removes the device and its entities."""
     await hass.async_add_executor_job(locker.publish_raw, "config", b"", True)
-    await wait_for(
-        lambda: device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")})
-        is None
-    )
+    await wait_for(lambda: registry_device(hass, ENTRY_ID, "locker1") is None)
     await wait_for(lambda: hass.states.get(LOCK_2) is None)
 
 
@@ -292,10 +289,10 @@ async def test_user_deletes_device(
 ) -> None:
     """Deleting a device in the UI clears its retained config so it does not come back."""
     assert await async_setup_component(hass, "config", {})
-    device = device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")})
+    device = registry_device(hass, ENTRY_ID, "locker1")
     assert device is not None
     client = await hass_ws_client(hass)
-    response = await client.remove_device(device.id, hub.entry_id)
+    response = await remove_device(client, device.id, hub.entry_id)
     assert response["success"]
     await hass.async_block_till_done()
     assert device_registry.async_get(device.id) is None
@@ -303,7 +300,7 @@ async def test_user_deletes_device(
     # A hub restarting now finds no retained announcement for the deleted device.
     await hass.config_entries.async_reload(hub.entry_id)
     await hass.async_block_till_done()
-    assert device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")}) is None
+    assert registry_device(hass, ENTRY_ID, "locker1") is None
 
 
 async def test_auto_discovery_off_ignores_new_devices(
@@ -594,7 +591,7 @@ async def _send_command(hass: HomeAssistant, data: dict[str, Any]) -> Any:
 
 
 def _device_id(hass: HomeAssistant, device: str = "locker1") -> str:
-    entry = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_{device}")})
+    entry = registry_device(hass, ENTRY_ID, device)
     assert entry is not None
     return entry.id
 

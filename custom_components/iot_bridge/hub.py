@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -32,7 +32,7 @@ from .const import (
     LOGGER,
 )
 from .core.commands import CommandEngine
-from .core.model import Capability, CommandResult, Device
+from .core.model import Capability, Command, CommandResult, Device
 from .core.mqtt.bridge import MqttBridge
 from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection, MqttSettings
 from .core.mqtt.profile import Topics
@@ -51,6 +51,16 @@ def mqtt_settings_from(data: Mapping[str, Any]) -> MqttSettings:
         tls=bool(data.get(CONF_TLS, False)),
         ca_file=data.get(CONF_CA_FILE) or None,
     )
+
+
+def iot_bridge_identifiers(
+    identifiers: Iterable[tuple[str, str]],
+) -> Iterator[tuple[str, str]]:
+    """(config entry id, protocol device id) of each IoT Bridge device registry identifier."""
+    for domain, identifier in identifiers:
+        entry_id, separator, device_id = identifier.partition("_")
+        if domain == DOMAIN and separator and device_id:
+            yield entry_id, device_id
 
 
 def signal_new_capability(entry_id: str) -> str:
@@ -79,11 +89,11 @@ class IotBridgeHub:
     def __init__(self, hass: HomeAssistant, entry: IotBridgeConfigEntry) -> None:
         self.hass = hass
         self.entry = entry
-        options = entry.options
-        self.engine = CommandEngine(
-            deadline=float(options.get(CONF_DEADLINE, DEFAULT_DEADLINE)),
-            retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
-        )
+        # Deadline and retries are read from the options for every command (see
+        # async_command), so changing them needs no reload.
+        self.engine = CommandEngine()
+        self._registry_ids: dict[str, str] = {}
+        self._load_registry_ids()
         self.connection = MqttConnection(
             mqtt_settings_from(entry.data),
             on_connection_change=self.connection_changed,
@@ -132,9 +142,33 @@ class IotBridgeHub:
         self.engine.cancel_all("IoT Bridge is shutting down")
         await self.connection.stop()
 
+    async def async_forget_device(self, device_id: str) -> None:
+        """The user deleted a device in Home Assistant: the protocol forgets it too."""
+        self._registry_ids.pop(device_id, None)
+        await self.bridge.forget_device(device_id)
+
     def device(self, device_id: str) -> Device | None:
         """A known device by its protocol id."""
         return self.bridge.devices.get(device_id)
+
+    def new_command(
+        self,
+        device_id: str,
+        capability: str,
+        action: str,
+        params: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> Command:
+        """A command with the hub's current options: no reload needed when they change."""
+        options = self.entry.options
+        return self.engine.new_command(
+            device_id,
+            capability,
+            action,
+            params or {},
+            deadline=deadline or float(options.get(CONF_DEADLINE, DEFAULT_DEADLINE)),
+            retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
+        )
 
     async def async_command(
         self,
@@ -145,9 +179,7 @@ class IotBridgeHub:
         deadline: float | None = None,
     ) -> CommandResult:
         """Send a command, wait for its outcome, and make every outcome visible."""
-        command = self.engine.new_command(
-            device.device_id, capability.key, action, params or {}, deadline=deadline
-        )
+        command = self.new_command(device.device_id, capability.key, action, params, deadline)
         LOGGER.debug(
             "Command %s: %s %s on %s", command.command_id, action, capability.key, device.device_id
         )
@@ -184,9 +216,19 @@ class IotBridgeHub:
 
     def device_registry_id(self, device_id: str) -> str | None:
         """Home Assistant's device registry id for a protocol device id."""
+        return self._registry_ids.get(device_id)
+
+    def _load_registry_ids(self) -> None:
+        """Remember which protocol devices this entry already has in the device registry.
+
+        Looking devices up by identifier is deprecated (identifiers are only unique per
+        entry now); listing the entry's own devices works on every supported version.
+        """
         registry = dr.async_get(self.hass)
-        entry = registry.async_get_device(identifiers={self.device_identifier(device_id)})
-        return entry.id if entry else None
+        for device_entry in dr.async_entries_for_config_entry(registry, self.entry.entry_id):
+            for entry_id, device_id in iot_bridge_identifiers(device_entry.identifiers):
+                if entry_id == self.entry.entry_id:
+                    self._registry_ids[device_id] = device_entry.id
 
     def device_identifier(self, device_id: str) -> tuple[str, str]:
         """Device registry identifier, unique per hub."""
@@ -197,7 +239,7 @@ class IotBridgeHub:
     @callback
     def device_discovered(self, device: Device, previous: Device | None) -> None:
         """Register the device and ask platforms for entities of new capabilities."""
-        dr.async_get(self.hass).async_get_or_create(
+        device_entry = dr.async_get(self.hass).async_get_or_create(
             config_entry_id=self.entry.entry_id,
             identifiers={self.device_identifier(device.device_id)},
             name=device.name,
@@ -207,6 +249,7 @@ class IotBridgeHub:
             hw_version=device.info.hw_version,
             serial_number=device.info.serial_number,
         )
+        self._registry_ids[device.device_id] = device_entry.id
         old = previous.capabilities if previous else {}
         entry_id = self.entry.entry_id
         for key, capability in old.items():
@@ -227,10 +270,9 @@ class IotBridgeHub:
     @callback
     def device_removed(self, device_id: str) -> None:
         """The device cleared its config: remove it from the registry."""
-        registry = dr.async_get(self.hass)
-        entry = registry.async_get_device(identifiers={self.device_identifier(device_id)})
-        if entry is not None:
-            registry.async_update_device(entry.id, remove_config_entry_id=self.entry.entry_id)
+        registry_id = self._registry_ids.pop(device_id, None)
+        if registry_id is not None and dr.async_get(self.hass).async_get(registry_id):
+            dr.async_get(self.hass).async_remove_device(registry_id)
 
     @callback
     def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:

@@ -142,6 +142,7 @@ class CommandEngine:
         params: Mapping[str, Any] | None = None,
         *,
         deadline: float | None = None,
+        retries: int | None = None,
     ) -> Command:
         """Build a command with a fresh id, due `deadline` seconds from now."""
         now = self._wall_clock()
@@ -153,6 +154,7 @@ class CommandEngine:
             action=action,
             params=dict(params or {}),
             deadline_unix=now + seconds,
+            retries=max(0, self.retries if retries is None else retries),
         )
 
     async def execute(
@@ -161,13 +163,11 @@ class CommandEngine:
         command: Command,
         *,
         confirmable: bool = True,
-        retries: int | None = None,
     ) -> CommandResult:
         """Send `command` and return its single outcome, at the latest at its deadline."""
         command_id = command.command_id
         if command_id in self._pending:
             raise ValueError(f"command {command_id} is already in flight")
-        budget = max(0, self.retries if retries is None else retries)
         # The monotonic clock measures the deadline so wall-clock jumps cannot stretch it.
         run = _Run(start=self._clock(), total=max(0.0, command.deadline_unix - self._wall_clock()))
         # Registered before the first send: an answer may beat the transport's ack.
@@ -177,7 +177,7 @@ class CommandEngine:
         self._stats["issued"] += 1
         try:
             if confirmable:
-                await self._run_confirmable(transport, command, run, future, budget)
+                await self._run_confirmable(transport, command, run, future)
             else:
                 await self._attempt(transport, command, run, future)
         finally:
@@ -236,11 +236,10 @@ class CommandEngine:
         command: Command,
         run: _Run,
         future: asyncio.Future[_Ending],
-        retries: int,
     ) -> None:
         """Send up to 1 + retries attempts spread over the deadline, then wait for it."""
-        slot = run.total / (retries + 1)
-        for index in range(retries + 1):
+        slot = run.total / (command.retries + 1)
+        for index in range(command.retries + 1):
             if index and await self._wait(future, run.start + index * slot - self._clock()):
                 return
             if future.done() or self._remaining(run) <= 0:
