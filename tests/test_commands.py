@@ -636,3 +636,52 @@ async def test_invariants(
     if 1 in fail:
         assert (result.status, result.attempts) == (CommandStatus.NOT_DELIVERED, 1)
     assert_idle(engine)
+
+
+# -- reconnects and refusals -------------------------------------------------------------
+
+
+async def test_reconnect_resends_at_once_with_the_same_id() -> None:
+    # Attempt 1 went out before an outage; retries fall into it. When the transport is
+    # back, the command goes out again at once, not at the next retry slot.
+    engine = CommandEngine()
+    transport = FakeTransport(engine, fail={2: "broker not connected"}, answer_on={3})
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.9, retries=1)
+    task = asyncio.create_task(engine.execute(transport, command))
+    await asyncio.sleep(0.5)  # attempt 2 (at 0.45 s) failed: the broker is down
+    assert [attempt for _, attempt, _ in transport.calls] == [1, 2]
+    engine.resend_pending("other-device")  # another device's reconnect changes nothing
+    await asyncio.sleep(0.05)
+    assert len(transport.calls) == 2
+    engine.resend_pending()  # the connection is back
+    result = await task
+    assert result.status is CommandStatus.CONFIRMED
+    assert result.attempts == 3
+    assert transport.ids == {command.command_id}
+    assert transport.sent_at[2] - transport.sent_at[0] < 0.5 + SLACK  # not at the deadline
+    assert_idle(engine)
+
+
+async def test_resend_after_the_end_does_nothing() -> None:
+    engine = CommandEngine()
+    transport = FakeTransport(engine, answer_on={1})
+    result, _ = await run(engine, transport, deadline=0.2, retries=1)
+    engine.resend_pending()
+    await asyncio.sleep(0.01)
+    assert result.status is CommandStatus.CONFIRMED
+    assert len(transport.calls) == 1
+
+
+def test_refused_command_never_reaches_the_wire_and_is_counted() -> None:
+    engine = CommandEngine()
+    command = engine.new_command("dev1", "door2_lock", "open")
+    result = engine.refuse(command, "device_offline", "device offline")
+    assert (result.status, result.code, result.reason) == (
+        CommandStatus.NOT_DELIVERED,
+        "device_offline",
+        "device offline",
+    )
+    assert result.attempts == 0
+    assert not result.succeeded
+    assert engine.stats["not_delivered"] == engine.stats["issued"] == 1
+    assert engine.recent_results()[-1]["status"] == "not_delivered"

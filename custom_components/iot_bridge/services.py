@@ -101,7 +101,7 @@ async def _async_send_command(call: ServiceCall) -> ServiceResponse:
         device, capability, action, params, deadline=call.data.get(ATTR_DEADLINE)
     )
     if not result.succeeded:
-        raise command_error(device, capability, result)
+        raise command_error(device, capability, result, hub.bridge.describe())
     response = result.as_dict()
     response.pop("reason", None)
     return response

@@ -174,6 +174,8 @@ class CommandResult:
     latency_ms: float
     reason: str | None = None
     state: dict[str, Any] | None = None
+    # A stable name for why a command was refused before sending (e.g. "device_offline").
+    code: str | None = None
 
     @property
     def succeeded(self) -> bool:
