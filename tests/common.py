@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import (  # type: ignore[import-untyped]
     MockConfigEntry,
 )
@@ -88,3 +90,24 @@ async def wait_for(
         raise AssertionError(
             f"timed out after {timeout}s waiting for {detail or predicate}"
         ) from None
+
+
+def registry_device(hass: HomeAssistant, entry_id: str, device_id: str) -> dr.DeviceEntry | None:
+    """The device registry entry of one IoT Bridge device of a hub, if it exists.
+
+    Looking up by identifier alone is deprecated since devices belong to one entry.
+    """
+    wanted = (DOMAIN, f"{entry_id}_{device_id}")
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry_id)
+    return next((device for device in devices if wanted in device.identifiers), None)
+
+
+async def remove_device(client: Any, device_id: str, entry_id: str) -> Any:
+    """Delete a device the way the UI does.
+
+    The test plugin's helper takes the config entry only up to Home Assistant 2026.x,
+    where a device belongs to one entry: pass what this version's helper accepts.
+    """
+    if len(inspect.signature(client.remove_device).parameters) == 2:
+        return await client.remove_device(device_id, entry_id)
+    return await client.remove_device(device_id)

@@ -100,9 +100,9 @@ async def run(
     retries: int | None = None,
 ) -> tuple[CommandResult, float]:
     """Execute one fresh command; return its result and the measured wall time."""
-    command = engine.new_command("dev1", "door2_lock", "open", deadline=deadline)
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=deadline, retries=retries)
     started = time.monotonic()
-    result = await engine.execute(transport, command, confirmable=confirmable, retries=retries)
+    result = await engine.execute(transport, command, confirmable=confirmable)
     return result, time.monotonic() - started
 
 
@@ -118,9 +118,9 @@ def assert_idle(engine: CommandEngine) -> None:
 def test_new_command_has_unique_sortable_id_and_deadline() -> None:
     engine = CommandEngine(deadline=7.0, wall_clock=lambda: 1_764_000_000.0)
     first = engine.new_command("dev1", "door2_lock", "open", {"x": 1})
-    engine.deadline = 3.0  # the options flow changes it at runtime
+    engine.deadline = 3.0  # defaults may change at runtime; built commands keep theirs
     second = engine.new_command("dev1", "door2_lock", "open")
-    third = engine.new_command("dev1", "door2_lock", "open", deadline=0.5)
+    third = engine.new_command("dev1", "door2_lock", "open", deadline=0.5, retries=-1)
     assert len({first.command_id, second.command_id, third.command_id}) == 3
     assert len(first.command_id) == 26
     assert first.command_id[:10] == second.command_id[:10]  # same millisecond prefix
@@ -128,6 +128,7 @@ def test_new_command_has_unique_sortable_id_and_deadline() -> None:
     assert second.params == {}
     assert first.deadline_unix == 1_764_000_007.0
     assert second.deadline_unix == 1_764_000_003.0
+    assert (first.retries, third.retries) == (2, 0)  # the default budget; never negative
     assert third.deadline_unix == 1_764_000_000.5
 
 
@@ -186,10 +187,10 @@ async def test_timeout_within_deadline() -> None:
 
 async def test_deadline_carries_over_from_new_command() -> None:
     engine = CommandEngine()
-    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.2)
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.2, retries=0)
     await asyncio.sleep(0.1)  # the caller dawdled; the command keeps its deadline
     started = time.monotonic()
-    result = await engine.execute(FakeTransport(engine), command, retries=0)
+    result = await engine.execute(FakeTransport(engine), command)
     assert result.status is CommandStatus.TIMEOUT
     assert 0.05 < time.monotonic() - started < 0.1 + SLACK
 
@@ -243,9 +244,9 @@ async def test_no_attempt_at_or_after_the_deadline() -> None:
     # Slow acks push each attempt past its slot; none may start once time is up.
     engine = CommandEngine()
     transport = FakeTransport(engine, ack_delay=0.08)
-    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.2)
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.2, retries=5)
     started = time.monotonic()
-    result = await engine.execute(transport, command, retries=5)
+    result = await engine.execute(transport, command)
     assert result.status is CommandStatus.TIMEOUT
     assert result.attempts == len(transport.calls) == 3
     assert all(at - started < 0.2 for at in transport.sent_at)
@@ -559,8 +560,8 @@ async def test_concurrent_commands_are_independent() -> None:
 async def test_same_command_twice_at_once_is_refused() -> None:
     engine = CommandEngine()
     transport = FakeTransport(engine)
-    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.1)
-    first = asyncio.create_task(engine.execute(transport, command, retries=0))
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.1, retries=0)
+    first = asyncio.create_task(engine.execute(transport, command))
     await asyncio.sleep(0)
     with pytest.raises(ValueError, match="already in flight"):
         await engine.execute(transport, command)
@@ -635,3 +636,52 @@ async def test_invariants(
     if 1 in fail:
         assert (result.status, result.attempts) == (CommandStatus.NOT_DELIVERED, 1)
     assert_idle(engine)
+
+
+# -- reconnects and refusals -------------------------------------------------------------
+
+
+async def test_reconnect_resends_at_once_with_the_same_id() -> None:
+    # Attempt 1 went out before an outage; retries fall into it. When the transport is
+    # back, the command goes out again at once, not at the next retry slot.
+    engine = CommandEngine()
+    transport = FakeTransport(engine, fail={2: "broker not connected"}, answer_on={3})
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.9, retries=1)
+    task = asyncio.create_task(engine.execute(transport, command))
+    await asyncio.sleep(0.5)  # attempt 2 (at 0.45 s) failed: the broker is down
+    assert [attempt for _, attempt, _ in transport.calls] == [1, 2]
+    engine.resend_pending("other-device")  # another device's reconnect changes nothing
+    await asyncio.sleep(0.05)
+    assert len(transport.calls) == 2
+    engine.resend_pending()  # the connection is back
+    result = await task
+    assert result.status is CommandStatus.CONFIRMED
+    assert result.attempts == 3
+    assert transport.ids == {command.command_id}
+    assert transport.sent_at[2] - transport.sent_at[0] < 0.5 + SLACK  # not at the deadline
+    assert_idle(engine)
+
+
+async def test_resend_after_the_end_does_nothing() -> None:
+    engine = CommandEngine()
+    transport = FakeTransport(engine, answer_on={1})
+    result, _ = await run(engine, transport, deadline=0.2, retries=1)
+    engine.resend_pending()
+    await asyncio.sleep(0.01)
+    assert result.status is CommandStatus.CONFIRMED
+    assert len(transport.calls) == 1
+
+
+def test_refused_command_never_reaches_the_wire_and_is_counted() -> None:
+    engine = CommandEngine()
+    command = engine.new_command("dev1", "door2_lock", "open")
+    result = engine.refuse(command, "device_offline", "device offline")
+    assert (result.status, result.code, result.reason) == (
+        CommandStatus.NOT_DELIVERED,
+        "device_offline",
+        "device offline",
+    )
+    assert result.attempts == 0
+    assert not result.succeeded
+    assert engine.stats["not_delivered"] == engine.stats["issued"] == 1
+    assert engine.recent_results()[-1]["status"] == "not_delivered"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from unittest.mock import patch
 
 import pytest
@@ -249,7 +250,7 @@ async def test_reauth(hass: HomeAssistant, auth_broker: Broker) -> None:
 
 
 async def test_options(hass: HomeAssistant, mqtt_broker: Broker) -> None:
-    """Deadline and retries are stored and reach the running command engine."""
+    """Deadline and retries are stored and apply to the next command, without a reload."""
     entry = mqtt_entry(mqtt_broker)
     await setup_entry(hass, entry)
     result = await hass.config_entries.options.async_init(entry.entry_id)
@@ -260,8 +261,9 @@ async def test_options(hass: HomeAssistant, mqtt_broker: Broker) -> None:
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert entry.options == {CONF_DEADLINE: 4.5, CONF_RETRIES: 1, CONF_AUTO_DISCOVERY: False}
-    assert entry.runtime_data.engine.deadline == 4.5
-    assert entry.runtime_data.engine.retries == 1
+    command = entry.runtime_data.new_command("locker1", "door2_lock", "open")
+    assert command.deadline_unix - time.time() == pytest.approx(4.5, abs=0.5)
+    assert command.retries == 1
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -53,7 +53,9 @@ async def test_reconnect_after_broker_restart(
     entry = mqtt_entry(own_broker)
     await setup_entry(hass, entry)
     hub = entry.runtime_data
-    hub.connection._reconnect_min = 0.1  # Keep the test quick; the backoff logic is the same.
+    hub.bridge.connection._reconnect_min = (
+        0.1  # Keep the test quick; the backoff logic is the same.
+    )
     caplog.set_level(logging.INFO)
 
     own_broker.stop()
@@ -63,14 +65,14 @@ async def test_reconnect_after_broker_restart(
     own_broker.start()
     await _wait_for(lambda: hub.connected)
 
-    assert hub.connection.reconnects == 1
+    assert hub.bridge.connection.reconnects == 1
     lost = [r for r in caplog.records if "Lost connection to MQTT broker" in r.getMessage()]
     restored = [r for r in caplog.records if "restored" in r.getMessage()]
     assert len(lost) == 1
     assert lost[0].levelno == logging.WARNING
     assert len(restored) == 1
     # The restored connection really works: a publish is acknowledged by the broker.
-    await hub.connection.publish("iot_bridge/test/ping", b"1", qos=1)
+    await hub.bridge.connection.publish("iot_bridge/test/ping", b"1", qos=1)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -79,7 +81,7 @@ async def test_unload_leaves_nothing_running(hass: HomeAssistant, mqtt_broker: B
     entry = mqtt_entry(mqtt_broker)
     await setup_entry(hass, entry)
     hub = entry.runtime_data
-    task = hub.connection._task
+    task = hub.bridge.connection._task
     assert task is not None
     assert not task.done()
 
@@ -88,7 +90,7 @@ async def test_unload_leaves_nothing_running(hass: HomeAssistant, mqtt_broker: B
     assert entry.state is ConfigEntryState.NOT_LOADED
     assert task.done()
     assert not hub.connected
-    assert hub.connection._client is None
+    assert hub.bridge.connection._client is None
     # pytest-homeassistant-custom-component also fails the test on any lingering
     # task, timer or thread after it returns.
 
@@ -115,8 +117,8 @@ async def test_password_changed_while_running_starts_reauth(
         entry = mqtt_entry(broker, username=BROKER_USER, password=BROKER_PASSWORD)
         await setup_entry(hass, entry)
         hub = entry.runtime_data
-        hub.connection._reconnect_min = 0.05
-        hub.connection._reconnect_max = 0.2
+        hub.bridge.connection._reconnect_min = 0.05
+        hub.bridge.connection._reconnect_max = 0.2
         await hass.async_add_executor_job(broker.stop)
         await hass.async_add_executor_job(broker.set_password, BROKER_USER, "rotated")
         await hass.async_add_executor_job(broker.start)
@@ -148,6 +150,6 @@ async def test_diagnostics_redact_secrets(
     assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
     assert diagnostics["entry"]["data"]["username"] == "**REDACTED**"
     assert diagnostics["entry"]["data"]["port"] == auth_broker.port
-    assert diagnostics["connection"]["connected"] is True
+    assert diagnostics["bridge"]["connection"]["connected"] is True
     assert BROKER_PASSWORD not in str(diagnostics)
     assert await hass.config_entries.async_unload(entry.entry_id)

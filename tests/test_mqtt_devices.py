@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from homeassistant.components.lock import DOMAIN as LOCK_DOMAIN
 from homeassistant.components.lock.const import LockState
-from homeassistant.const import ATTR_ENTITY_ID, STATE_UNAVAILABLE
+from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
@@ -33,13 +33,14 @@ from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
-from .common import mqtt_entry, setup_entry, wait_for
+from .common import mqtt_entry, registry_device, remove_device, setup_entry, wait_for
 from .mosquitto import Broker
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 ENTRY_ID = "01JTESTENTRY0000000000000"
 LOCK_2 = "lock.parcel_locker_door_2"
+CONNECTIVITY = "binary_sensor.parcel_locker_connectivity"
 DOOR_2 = "binary_sensor.parcel_locker_door_2_open"
 
 StartSim = Callable[..., Awaitable[MqttDeviceSimulator]]
@@ -171,10 +172,10 @@ async def test_discovery_creates_devices_and_entities(
     await start_sim(gadget())
     entry = await _setup_hub(hass, mqtt_broker, prefix)
     await wait_for(
-        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id)) == 16
+        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id)) == 19
     )
 
-    device = device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")})
+    device = registry_device(hass, ENTRY_ID, "locker1")
     assert device is not None
     assert (device.name, device.manufacturer, device.model) == (
         "Parcel locker",
@@ -215,8 +216,14 @@ async def test_live_discovery_state_and_availability(
     await wait_for(lambda: _state(hass, "sensor.parcel_locker_temperature") == "23.25")
 
     await hass.async_add_executor_job(locker.crash)  # the broker publishes the Last Will
-    await wait_for(lambda: _state(hass, LOCK_2) == STATE_UNAVAILABLE, what="Last Will")
-    assert _state(hass, "sensor.parcel_locker_temperature") == STATE_UNAVAILABLE
+    await wait_for(
+        lambda: _state(hass, "sensor.parcel_locker_temperature") == STATE_UNAVAILABLE,
+        what="Last Will",
+    )
+    # A lock stays available (so commands reach IoT Bridge and fail loudly) with its state
+    # unknown; the device's connectivity sensor says why.
+    assert _state(hass, LOCK_2) == STATE_UNKNOWN
+    assert _state(hass, CONNECTIVITY) == STATE_OFF
 
 
 async def test_mqtt311_device(
@@ -276,10 +283,7 @@ async def test_cleared_config_removes_device(
 ) -> None:
     """An empty retained config removes the device and its entities."""
     await hass.async_add_executor_job(locker.publish_raw, "config", b"", True)
-    await wait_for(
-        lambda: device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")})
-        is None
-    )
+    await wait_for(lambda: registry_device(hass, ENTRY_ID, "locker1") is None)
     await wait_for(lambda: hass.states.get(LOCK_2) is None)
 
 
@@ -292,10 +296,10 @@ async def test_user_deletes_device(
 ) -> None:
     """Deleting a device in the UI clears its retained config so it does not come back."""
     assert await async_setup_component(hass, "config", {})
-    device = device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")})
+    device = registry_device(hass, ENTRY_ID, "locker1")
     assert device is not None
     client = await hass_ws_client(hass)
-    response = await client.remove_device(device.id, hub.entry_id)
+    response = await remove_device(client, device.id, hub.entry_id)
     assert response["success"]
     await hass.async_block_till_done()
     assert device_registry.async_get(device.id) is None
@@ -303,7 +307,7 @@ async def test_user_deletes_device(
     # A hub restarting now finds no retained announcement for the deleted device.
     await hass.config_entries.async_reload(hub.entry_id)
     await hass.async_block_till_done()
-    assert device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_locker1")}) is None
+    assert registry_device(hass, ENTRY_ID, "locker1") is None
 
 
 async def test_auto_discovery_off_ignores_new_devices(
@@ -343,7 +347,7 @@ async def test_malformed_and_oversized_payloads_are_dropped(
     assert sum("config of device broken1" in w and "not valid JSON" in w for w in warnings) == 1
     assert sum("state of device locker1" in w and "limit is 16384" in w for w in warnings) == 1
     assert any("availability of device locker1" in w for w in warnings)
-    dropped = hub.runtime_data.bridge.dropped
+    dropped = hub.runtime_data.bridge.rejects.counts
     assert dropped["config"] == 2
     assert dropped["state"] == 2
     # The last good description stays in force: a bad message corrupts nothing.
@@ -479,7 +483,7 @@ async def test_duplicate_and_foreign_answers_are_ignored(
     await hass.async_add_executor_job(
         lambda: locker._client.publish(reply_topic, b"{oops", qos=1).wait_for_publish(2)
     )
-    await wait_for(lambda: hub.runtime_data.bridge.dropped["answer"] == 1)
+    await wait_for(lambda: hub.runtime_data.bridge.rejects.counts["answer"] == 1)
     await hass.services.async_call(LOCK_DOMAIN, "lock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
     assert _state(hass, LOCK_2) == LockState.LOCKED
 
@@ -507,7 +511,7 @@ async def test_broker_stops_mid_command(
 ) -> None:
     """The broker dies while a command waits: clear failure, entities unavailable, recovery."""
     entry = await _setup_hub(hass, own_broker, prefix)
-    entry.runtime_data.connection._reconnect_min = 0.1
+    entry.runtime_data.bridge.connection._reconnect_min = 0.1
     sim = MqttDeviceSimulator(
         parcel_locker(), port=own_broker.port, prefix=prefix, behaviour=Behaviour(answer_delay=5)
     )
@@ -522,9 +526,14 @@ async def test_broker_stops_mid_command(
         with pytest.raises(HomeAssistantError, match="in time") as err:
             await task
         assert "connection" in str(err.value) or "broker" in str(err.value)
-        assert _state(hass, LOCK_2) == STATE_UNAVAILABLE
-        # Entity actions skip unavailable entities; the action reaches the hub and says why.
-        with pytest.raises(HomeAssistantError, match="Could not send lock to Door 1"):
+        assert _state(hass, "sensor.parcel_locker_temperature") == STATE_UNAVAILABLE
+        assert _state(hass, LOCK_2) == STATE_UNKNOWN  # still available: commands fail loudly
+        not_connected = "was not sent: IoT Bridge is not connected to the MQTT broker"
+        with pytest.raises(HomeAssistantError, match=not_connected):
+            await hass.services.async_call(
+                LOCK_DOMAIN, "lock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True
+            )
+        with pytest.raises(HomeAssistantError, match=not_connected):
             await _send_command(
                 hass,
                 {"device_id": _device_id(hass), "capability": "door1_lock", "action": "lock"},
@@ -536,7 +545,9 @@ async def test_broker_stops_mid_command(
         # Retained messages died with the broker; the device re-announces on reconnect.
         await hass.async_add_executor_job(sim.stop)
         await hass.async_add_executor_job(sim.start)
-        await wait_for(lambda: _state(hass, LOCK_2) != STATE_UNAVAILABLE)
+        await wait_for(lambda: _state(hass, LOCK_2) not in (STATE_UNKNOWN, STATE_UNAVAILABLE))
+        await hass.services.async_call(LOCK_DOMAIN, "lock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
+        assert _state(hass, LOCK_2) == LockState.LOCKED
         await hass.services.async_call(LOCK_DOMAIN, "open", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
         assert _state(hass, LOCK_2) == LockState.OPEN
     finally:
@@ -574,9 +585,11 @@ async def test_optimistic_and_confirmed_platforms(
     await wait_for(lambda: len(sim.executed) == 3)
     assert _state(hass, "sensor.gadget_mode") == "eco"
     assert _state(hass, "sensor.gadget_flux") == "4.5"
+    # Values a capability cannot hold are dropped at the edge: the last good value stays.
     await hass.async_add_executor_job(sim.publish_state, {"flux": "n/a", "mode": "turbo"})
-    await wait_for(lambda: _state(hass, "sensor.gadget_flux") == "unknown")
-    assert _state(hass, "sensor.gadget_mode") == "unknown"  # not one of the declared options
+    await hass.async_add_executor_job(sim.publish_state, {"flux": 5})
+    await wait_for(lambda: _state(hass, "sensor.gadget_flux") == "5")
+    assert _state(hass, "sensor.gadget_mode") == "eco"  # "turbo" is not a declared option
     await hass.services.async_call(
         "light", "turn_off", {ATTR_ENTITY_ID: "light.gadget_lamp"}, blocking=True
     )
@@ -594,7 +607,7 @@ async def _send_command(hass: HomeAssistant, data: dict[str, Any]) -> Any:
 
 
 def _device_id(hass: HomeAssistant, device: str = "locker1") -> str:
-    entry = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_{device}")})
+    entry = registry_device(hass, ENTRY_ID, device)
     assert entry is not None
     return entry.id
 

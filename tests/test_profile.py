@@ -20,7 +20,6 @@ from custom_components.iot_bridge.core.mqtt.profile import (
     MAX_PAYLOAD_BYTES,
     ProfileError,
     Topics,
-    as_bool,
     encode_command,
     parse_availability,
     parse_device_config,
@@ -224,24 +223,6 @@ def test_topics() -> None:
     assert topics.device_id_of("home/iot/bad id/state") is None
     assert topics.device_id_of("home/iot/") is None
     assert topics.device_id_of("home/iot/d1\n/state") is None
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (True, True),
-        (0, False),
-        (2.5, True),
-        ("ON", True),
-        (" off ", False),
-        ("open", True),
-        ("maybe", None),
-        (None, None),
-    ],
-)
-def test_as_bool(value: Any, expected: bool | None) -> None:
-    """Binary values in the forms devices send them."""
-    assert as_bool(value) is expected
 
 
 @pytest.mark.parametrize(

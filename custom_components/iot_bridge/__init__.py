@@ -8,8 +8,8 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_DEADLINE, CONF_RETRIES, DEFAULT_DEADLINE, DEFAULT_RETRIES, DOMAIN
-from .hub import IotBridgeConfigEntry, IotBridgeHub
+from .const import DOMAIN
+from .hub import IotBridgeConfigEntry, IotBridgeHub, iot_bridge_identifiers
 from .services import async_setup_services
 
 PLATFORMS = [
@@ -35,7 +35,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: IotBridgeConfigEntry) ->
     hub = IotBridgeHub(hass, entry)
     await hub.async_start()
     entry.runtime_data = hub
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
 
     async def _async_close_on_stop(_event: Event) -> None:
         await hub.async_stop()
@@ -56,20 +55,11 @@ async def async_unload_entry(hass: HomeAssistant, entry: IotBridgeConfigEntry) -
     return unloaded
 
 
-async def _async_options_updated(hass: HomeAssistant, entry: IotBridgeConfigEntry) -> None:
-    """Deadline and retries apply to the next command; no reconnect needed."""
-    engine = entry.runtime_data.engine
-    engine.deadline = float(entry.options.get(CONF_DEADLINE, DEFAULT_DEADLINE))
-    engine.retries = int(entry.options.get(CONF_RETRIES, DEFAULT_RETRIES))
-
-
 async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: IotBridgeConfigEntry, device_entry: dr.DeviceEntry
 ) -> bool:
     """The user deleted a device: forget it and clear its retained discovery."""
-    hub = entry.runtime_data
-    prefix = f"{entry.entry_id}_"
-    for domain, identifier in device_entry.identifiers:
-        if domain == DOMAIN and identifier.startswith(prefix):
-            await hub.bridge.forget_device(identifier.removeprefix(prefix))
+    for entry_id, device_id in iot_bridge_identifiers(device_entry.identifiers):
+        if entry_id == entry.entry_id:
+            await entry.runtime_data.async_forget_device(device_id)
     return True

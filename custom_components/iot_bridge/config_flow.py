@@ -20,6 +20,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
+from .bridges import mqtt_settings_from
 from .const import (
     CONF_AUTO_DISCOVERY,
     CONF_CA_FILE,
@@ -38,7 +39,6 @@ from .const import (
     PROTOCOL_MQTT,
 )
 from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection
-from .hub import mqtt_settings_from
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _PORT = NumberSelector(NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX))

@@ -19,17 +19,12 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """What support needs to see, without the credentials."""
     hub = entry.runtime_data
-    connection = hub.connection
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),
             "options": dict(entry.options),
         },
-        "connection": {
-            "connected": connection.connected,
-            "reconnects": connection.reconnects,
-            "last_error": connection.last_error,
-        },
+        "bridge": hub.bridge.diagnostics(),
         "devices": {
             device_id: {
                 "name": device.name,
@@ -40,7 +35,6 @@ async def async_get_config_entry_diagnostics(
             }
             for device_id, device in hub.bridge.devices.items()
         },
-        "dropped_messages": dict(hub.bridge.dropped),
         "commands": {
             "stats": hub.engine.stats,
             "pending": hub.engine.pending_ids,

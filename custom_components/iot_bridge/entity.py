@@ -23,9 +23,11 @@ from .hub import (
     signal_device_update,
     signal_entity_remove,
     signal_new_capability,
+    signal_new_device,
 )
 
 EntityFactory = Callable[[IotBridgeHub, Device, Capability], Entity]
+DeviceEntityFactory = Callable[[IotBridgeHub, Device], Entity]
 
 
 def enum_or_none[E: StrEnum](enum: type[E], value: str | None) -> E | None:
@@ -57,9 +59,13 @@ PlatformSetup = Callable[
 ]
 
 
-def capability_platform(kind: CapabilityKind, factory: EntityFactory) -> PlatformSetup:
-    """A platform's async_setup_entry: one entity per capability of `kind`, now and whenever
-    a device announces more."""
+def capability_platform(
+    kind: CapabilityKind,
+    factory: EntityFactory,
+    device_factory: DeviceEntityFactory | None = None,
+) -> PlatformSetup:
+    """A platform's async_setup_entry: one entity per capability of `kind` (and, with
+    device_factory, one per device), now and whenever a device announces more."""
 
     async def async_setup_entry(
         hass: HomeAssistant,
@@ -73,11 +79,20 @@ def capability_platform(kind: CapabilityKind, factory: EntityFactory) -> Platfor
             if capability.kind is kind:
                 async_add_entities([factory(hub, device, capability)])
 
+        @callback
+        def add_device(device: Device) -> None:
+            if device_factory is not None:
+                async_add_entities([device_factory(hub, device)])
+
         for device in list(hub.bridge.devices.values()):
+            add_device(device)
             for capability in device.capabilities.values():
                 add(device, capability)
         entry.async_on_unload(
             async_dispatcher_connect(hass, signal_new_capability(entry.entry_id), add)
+        )
+        entry.async_on_unload(
+            async_dispatcher_connect(hass, signal_new_device(entry.entry_id), add_device)
         )
 
     return async_setup_entry
@@ -106,6 +121,7 @@ class IotBridgeEntity(Entity):
         if not capability.confirmable and capability.writable:
             # Commands without confirmation are sent and assumed to have worked.
             self._attr_assumed_state = True
+        self._commandable = capability.writable
 
     @property
     def device(self) -> Device | None:
@@ -120,15 +136,27 @@ class IotBridgeEntity(Entity):
 
     @property
     def reported_value(self) -> Any:
-        """The last reported value of this capability."""
+        """The last reported value (already checked by core/values.py); None while the
+        device cannot be reached, since nobody can vouch for it then."""
         device = self.device
-        return device.state.get(self.key) if device else None
+        if device is None or not self.hub.reachable(device):
+            return None
+        return device.state.get(self.key)
 
     @property
     def available(self) -> bool:
-        """Available while the broker is connected and the device is online."""
+        """Readings are available while the device is reachable.
+
+        Entities that take commands stay available while the device is known, even when it
+        is offline: Home Assistant silently skips unavailable entities in an action call,
+        which would turn "open the door" into a silent success. Instead the command reaches
+        IoT Bridge and fails with a translated "device offline"; the state shows unknown and
+        the device's connectivity sensor shows why (docs/reliability.md).
+        """
         device = self.device
-        return self.hub.connected and device is not None and device.available
+        if device is None:
+            return False
+        return self._commandable or self.hub.reachable(device)
 
     async def async_added_to_hass(self) -> None:
         """Follow the device's updates, the connection, and the capability's removal."""

@@ -1,12 +1,15 @@
-"""The Home Assistant side of one hub: owns the transport, relays device events."""
+"""The Home Assistant side of one hub: owns a protocol bridge, relays its events.
+
+The hub is protocol-blind: `bridges.build_bridge` picks the bridge from the config entry's
+protocol, and everything here speaks only `core.bridge.Bridge` and the core model.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
@@ -16,41 +19,41 @@ from homeassistant.exceptions import (
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
+from .bridges import BridgeContext, build_bridge
 from .const import (
     CONF_AUTO_DISCOVERY,
-    CONF_CA_FILE,
-    CONF_CLIENT_ID,
     CONF_DEADLINE,
-    CONF_DISCOVERY_PREFIX,
     CONF_RETRIES,
-    CONF_TLS,
     DEFAULT_DEADLINE,
-    DEFAULT_DISCOVERY_PREFIX,
     DEFAULT_RETRIES,
     DOMAIN,
     EVENT_COMMAND,
     LOGGER,
 )
+from .core.bridge import BridgeAuthError, BridgeStartError
 from .core.commands import CommandEngine
-from .core.model import Capability, CommandResult, Device
-from .core.mqtt.bridge import MqttBridge
-from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection, MqttSettings
-from .core.mqtt.profile import Topics
+from .core.model import Capability, Command, CommandResult, Device
 
 type IotBridgeConfigEntry = ConfigEntry[IotBridgeHub]
 
+# Why a command was refused before anything was sent; each has its own translated message.
+REFUSED_DEVICE_OFFLINE = "device_offline"
+REFUSED_NOT_CONNECTED = "not_connected"
 
-def mqtt_settings_from(data: Mapping[str, Any]) -> MqttSettings:
-    """Connection settings from config entry data (or config flow input)."""
-    return MqttSettings(
-        host=data[CONF_HOST],
-        port=int(data[CONF_PORT]),
-        client_id=data[CONF_CLIENT_ID],
-        username=data.get(CONF_USERNAME) or None,
-        password=data.get(CONF_PASSWORD) or None,
-        tls=bool(data.get(CONF_TLS, False)),
-        ca_file=data.get(CONF_CA_FILE) or None,
-    )
+
+def iot_bridge_identifiers(
+    identifiers: Iterable[tuple[str, str]],
+) -> Iterator[tuple[str, str]]:
+    """(config entry id, protocol device id) of each IoT Bridge device registry identifier."""
+    for domain, identifier in identifiers:
+        entry_id, separator, device_id = identifier.partition("_")
+        if domain == DOMAIN and separator and device_id:
+            yield entry_id, device_id
+
+
+def signal_new_device(entry_id: str) -> str:
+    """Dispatcher signal: a device appeared (its per-device entities are due)."""
+    return f"{DOMAIN}_{entry_id}_new_device"
 
 
 def signal_new_capability(entry_id: str) -> str:
@@ -69,58 +72,48 @@ def signal_entity_remove(entry_id: str, device_id: str, key: str) -> str:
 
 
 def signal_connection(entry_id: str) -> str:
-    """Dispatcher signal: the broker connection changed."""
+    """Dispatcher signal: the bridge's transport went down or came back."""
     return f"{DOMAIN}_{entry_id}_connection"
 
 
 class IotBridgeHub:
-    """One config entry's transport, devices and command engine."""
+    """One config entry's bridge, devices and command engine."""
 
     def __init__(self, hass: HomeAssistant, entry: IotBridgeConfigEntry) -> None:
         self.hass = hass
         self.entry = entry
-        options = entry.options
-        self.engine = CommandEngine(
-            deadline=float(options.get(CONF_DEADLINE, DEFAULT_DEADLINE)),
-            retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
-        )
-        self.connection = MqttConnection(
-            mqtt_settings_from(entry.data),
-            on_connection_change=self.connection_changed,
-            # The broker came back but refuses the stored credentials: ask the user.
-            on_auth_failed=lambda: entry.async_start_reauth(hass),
-        )
-        topics = Topics(
-            prefix=entry.data.get(CONF_DISCOVERY_PREFIX, DEFAULT_DISCOVERY_PREFIX),
-            client_id=entry.data[CONF_CLIENT_ID],
-        )
-        self.bridge = MqttBridge(
-            self.connection,
-            topics,
-            self.engine,
-            self,
-            accept_new_devices=self._accept_new_device,
+        # Deadline and retries are read from the options for every command (new_command),
+        # so changing them needs no reload.
+        self.engine = CommandEngine()
+        self._registry_ids: dict[str, str] = {}
+        self._load_registry_ids()
+        self.bridge = build_bridge(
+            entry.data,
+            BridgeContext(
+                self,
+                self.engine,
+                accept_new_device=self._accept_new_device,
+                request_reauth=lambda: entry.async_start_reauth(hass),
+            ),
         )
 
     @property
     def connected(self) -> bool:
-        """Whether the broker connection is up."""
-        return self.connection.connected
+        """Whether the bridge's transport is up."""
+        return self.bridge.connected
 
     async def async_start(self) -> None:
-        """Connect; raise the exceptions Home Assistant expects while it cannot."""
-        placeholders = {
-            "broker": f"{self.connection.settings.host}:{self.connection.settings.port}"
-        }
+        """Start the bridge; raise the exceptions Home Assistant expects while it cannot."""
+        placeholders = {"target": self.bridge.describe()}
         try:
-            await self.connection.start()
-        except MqttAuthError as err:
+            await self.bridge.start()
+        except BridgeAuthError as err:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN,
                 translation_key="invalid_auth",
                 translation_placeholders=placeholders,
             ) from err
-        except MqttConnectError as err:
+        except BridgeStartError as err:
             raise ConfigEntryNotReady(
                 translation_domain=DOMAIN,
                 translation_key="cannot_connect",
@@ -128,13 +121,41 @@ class IotBridgeHub:
             ) from err
 
     async def async_stop(self) -> None:
-        """Fail pending commands and close the connection."""
+        """Fail pending commands and stop the bridge."""
         self.engine.cancel_all("IoT Bridge is shutting down")
-        await self.connection.stop()
+        await self.bridge.stop()
+
+    async def async_forget_device(self, device_id: str) -> None:
+        """The user deleted a device in Home Assistant: the protocol forgets it too."""
+        self._registry_ids.pop(device_id, None)
+        await self.bridge.forget_device(device_id)
 
     def device(self, device_id: str) -> Device | None:
         """A known device by its protocol id."""
         return self.bridge.devices.get(device_id)
+
+    def reachable(self, device: Device) -> bool:
+        """Whether a command to the device could be delivered now."""
+        return self.bridge.connected and device.available
+
+    def new_command(
+        self,
+        device_id: str,
+        capability: str,
+        action: str,
+        params: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> Command:
+        """A command with the hub's current options: no reload needed when they change."""
+        options = self.entry.options
+        return self.engine.new_command(
+            device_id,
+            capability,
+            action,
+            params or {},
+            deadline=deadline or float(options.get(CONF_DEADLINE, DEFAULT_DEADLINE)),
+            retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
+        )
 
     async def async_command(
         self,
@@ -145,13 +166,18 @@ class IotBridgeHub:
         deadline: float | None = None,
     ) -> CommandResult:
         """Send a command, wait for its outcome, and make every outcome visible."""
-        command = self.engine.new_command(
-            device.device_id, capability.key, action, params or {}, deadline=deadline
-        )
+        command = self.new_command(device.device_id, capability.key, action, params, deadline)
         LOGGER.debug(
             "Command %s: %s %s on %s", command.command_id, action, capability.key, device.device_id
         )
-        result = await self.bridge.execute(command, confirmable=capability.confirmable)
+        if not self.bridge.connected:
+            result = self.engine.refuse(
+                command, REFUSED_NOT_CONNECTED, f"not connected to {self.bridge.describe()}"
+            )
+        elif not device.available:
+            result = self.engine.refuse(command, REFUSED_DEVICE_OFFLINE, "device offline")
+        else:
+            result = await self.bridge.execute(command, capability)
         LOGGER.debug("Command %s ended: %s", command.command_id, result.as_dict())
         self.hass.bus.async_fire(
             EVENT_COMMAND,
@@ -179,14 +205,24 @@ class IotBridgeHub:
         """Like async_command, but a failed outcome raises a translated error."""
         result = await self.async_command(device, capability, action, params)
         if not result.succeeded:
-            raise command_error(device, capability, result)
+            raise command_error(device, capability, result, self.bridge.describe())
         return result
 
     def device_registry_id(self, device_id: str) -> str | None:
         """Home Assistant's device registry id for a protocol device id."""
+        return self._registry_ids.get(device_id)
+
+    def _load_registry_ids(self) -> None:
+        """Remember which protocol devices this entry already has in the device registry.
+
+        Looking devices up by identifier is deprecated (identifiers are only unique per
+        entry now); listing the entry's own devices works on every supported version.
+        """
         registry = dr.async_get(self.hass)
-        entry = registry.async_get_device(identifiers={self.device_identifier(device_id)})
-        return entry.id if entry else None
+        for device_entry in dr.async_entries_for_config_entry(registry, self.entry.entry_id):
+            for entry_id, device_id in iot_bridge_identifiers(device_entry.identifiers):
+                if entry_id == self.entry.entry_id:
+                    self._registry_ids[device_id] = device_entry.id
 
     def device_identifier(self, device_id: str) -> tuple[str, str]:
         """Device registry identifier, unique per hub."""
@@ -197,7 +233,7 @@ class IotBridgeHub:
     @callback
     def device_discovered(self, device: Device, previous: Device | None) -> None:
         """Register the device and ask platforms for entities of new capabilities."""
-        dr.async_get(self.hass).async_get_or_create(
+        device_entry = dr.async_get(self.hass).async_get_or_create(
             config_entry_id=self.entry.entry_id,
             identifiers={self.device_identifier(device.device_id)},
             name=device.name,
@@ -207,8 +243,11 @@ class IotBridgeHub:
             hw_version=device.info.hw_version,
             serial_number=device.info.serial_number,
         )
-        old = previous.capabilities if previous else {}
+        self._registry_ids[device.device_id] = device_entry.id
         entry_id = self.entry.entry_id
+        if previous is None:
+            async_dispatcher_send(self.hass, signal_new_device(entry_id), device)
+        old = previous.capabilities if previous else {}
         for key, capability in old.items():
             new = device.capabilities.get(key)
             if new is None or new.kind is not capability.kind:
@@ -226,11 +265,11 @@ class IotBridgeHub:
 
     @callback
     def device_removed(self, device_id: str) -> None:
-        """The device cleared its config: remove it from the registry."""
+        """The device went away for good: remove it from the registry."""
+        registry_id = self._registry_ids.pop(device_id, None)
         registry = dr.async_get(self.hass)
-        entry = registry.async_get_device(identifiers={self.device_identifier(device_id)})
-        if entry is not None:
-            registry.async_update_device(entry.id, remove_config_entry_id=self.entry.entry_id)
+        if registry_id is not None and registry.async_get(registry_id) is not None:
+            registry.async_remove_device(registry_id)
 
     @callback
     def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
@@ -241,7 +280,10 @@ class IotBridgeHub:
 
     @callback
     def connection_changed(self, connected: bool) -> None:
-        """Broker up or down: every entity's availability follows."""
+        """Transport up or down: every entity's availability follows; pending commands are
+        sent again at once (same id) so a reconnect inside their deadline still counts."""
+        if connected:
+            self.engine.resend_pending()
         async_dispatcher_send(self.hass, signal_connection(self.entry.entry_id))
 
     def _accept_new_device(self, device_id: str) -> bool:
@@ -251,17 +293,26 @@ class IotBridgeHub:
         return self.device_registry_id(device_id) is not None
 
 
+# Failed outcomes whose cause has a message of its own; the rest use their status's.
+_ERROR_KEYS = {
+    REFUSED_DEVICE_OFFLINE: "command_device_offline",
+    REFUSED_NOT_CONNECTED: "command_not_connected",
+}
+
+
 def command_error(
-    device: Device, capability: Capability, result: CommandResult
+    device: Device, capability: Capability, result: CommandResult, target: str
 ) -> HomeAssistantError:
     """A translated error naming the device and why the command failed."""
+    key = _ERROR_KEYS.get(result.code or "", f"command_{result.status.value}")
     return HomeAssistantError(
         translation_domain=DOMAIN,
-        translation_key=f"command_{result.status.value}",
+        translation_key=key,
         translation_placeholders={
             "device": device.name,
             "capability": capability.name or capability.key,
             "action": result.command.action,
             "reason": result.reason or "",
+            "target": target,
         },
     )

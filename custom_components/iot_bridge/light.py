@@ -8,14 +8,13 @@ from homeassistant.components.light import ATTR_BRIGHTNESS, LightEntity
 from homeassistant.components.light.const import ColorMode
 
 from .core.model import CapabilityKind
-from .core.mqtt.profile import as_bool
 from .entity import IotBridgeEntity, capability_platform
 
 PARALLEL_UPDATES = 0
 
 
 class IotBridgeLight(IotBridgeEntity, LightEntity):
-    """A dimmable light; its value is a bool or {"on": bool, "brightness": 0-255}."""
+    """A dimmable light; its checked value is {"on": bool, "brightness": 0-255 or None}."""
 
     _attr_color_mode = ColorMode.BRIGHTNESS
     _attr_supported_color_modes = {ColorMode.BRIGHTNESS}
@@ -24,14 +23,14 @@ class IotBridgeLight(IotBridgeEntity, LightEntity):
     def is_on(self) -> bool | None:
         """On, as reported or confirmed."""
         value = self.reported_value
-        return as_bool(value.get("on")) if isinstance(value, dict) else as_bool(value)
+        return bool(value["on"]) if isinstance(value, dict) else None
 
     @property
     def brightness(self) -> int | None:
         """Brightness 0-255 when the device reports it."""
         value = self.reported_value
         brightness = value.get("brightness") if isinstance(value, dict) else None
-        return int(brightness) if isinstance(brightness, int | float) else None
+        return int(brightness) if brightness is not None else None
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Turn on, optionally at a brightness."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
 from homeassistant.helpers.typing import StateType
+from homeassistant.util import dt as dt_util
 
 from .core.model import Capability, CapabilityKind, Device
 from .entity import IotBridgeEntity, as_number, capability_platform, enum_or_none
@@ -31,18 +34,28 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
         return capability.unit if capability else None
 
     @property
-    def native_value(self) -> StateType:
-        """The last reported value; numbers stay numbers, anything else becomes text."""
+    def native_value(self) -> StateType | date | datetime:
+        """The last reported value in the form Home Assistant expects for this sensor."""
         value = self.reported_value
-        if self.state_class is not None or self.device_class not in (None, SensorDeviceClass.ENUM):
+        if value is None:
+            return None
+        if self.device_class is SensorDeviceClass.TIMESTAMP:
+            moment = dt_util.parse_datetime(str(value))
+            # Home Assistant refuses a timestamp without a time zone: show unknown instead.
+            return moment if moment is not None and moment.tzinfo is not None else None
+        if self.device_class is SensorDeviceClass.DATE:
+            return dt_util.parse_date(str(value))
+        if self.device_class is SensorDeviceClass.ENUM:
+            return value if value in (self.options or ()) else None
+        if self.state_class is not None or self.device_class is not None or self.unit_declared:
             # Home Assistant refuses text for numeric sensors: show unknown instead.
             return as_number(value)
-        if self.device_class is SensorDeviceClass.ENUM:
-            # Likewise for a value outside the declared options.
-            return value if value in (self.options or ()) else None
-        if value is None or isinstance(value, int | float | str):
-            return value
-        return str(value)
+        return value if isinstance(value, int | float | str) else str(value)
+
+    @property
+    def unit_declared(self) -> bool:
+        """Whether the device gave a unit (which makes the sensor numeric)."""
+        return self.native_unit_of_measurement is not None
 
 
 async_setup_entry = capability_platform(CapabilityKind.SENSOR, IotBridgeSensor)

@@ -19,7 +19,7 @@ from homeassistant.helpers import device_registry as dr
 
 from .const import DOMAIN
 from .core.model import Capability, Device, validate_params
-from .hub import IotBridgeConfigEntry, IotBridgeHub, command_error
+from .hub import IotBridgeConfigEntry, IotBridgeHub, command_error, iot_bridge_identifiers
 
 SERVICE_SEND_COMMAND = "send_command"
 ATTR_DEVICE_ID = "device_id"
@@ -50,22 +50,17 @@ def _resolve_target(hass: HomeAssistant, device_registry_id: str) -> tuple[IotBr
     device_entry = dr.async_get(hass).async_get(device_registry_id)
     if device_entry is None:
         raise _validation_error("unknown_device", device=device_registry_id)
-    for entry_id in device_entry.config_entries:
+    label = device_entry.name or device_registry_id
+    # Our identifiers name the hub's entry, so no lookup of the device's entries is needed.
+    for entry_id, device_id in iot_bridge_identifiers(device_entry.identifiers):
         entry: IotBridgeConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
         if entry is None or entry.domain != DOMAIN:
             continue
         if entry.state is not ConfigEntryState.LOADED:
-            raise _validation_error(
-                "hub_not_loaded", device=device_entry.name or device_registry_id
-            )
-        hub = entry.runtime_data
-        for domain, identifier in device_entry.identifiers:
-            if domain != DOMAIN:
-                continue
-            device = hub.device(identifier.removeprefix(f"{entry_id}_"))
-            if device is not None:
-                return hub, device
-    raise _validation_error("unknown_device", device=device_entry.name or device_registry_id)
+            raise _validation_error("hub_not_loaded", device=label)
+        if (device := entry.runtime_data.device(device_id)) is not None:
+            return entry.runtime_data, device
+    raise _validation_error("unknown_device", device=label)
 
 
 def _resolve_capability(device: Device, key: str, action: str) -> Capability:
@@ -106,7 +101,7 @@ async def _async_send_command(call: ServiceCall) -> ServiceResponse:
         device, capability, action, params, deadline=call.data.get(ATTR_DEADLINE)
     )
     if not result.succeeded:
-        raise command_error(device, capability, result)
+        raise command_error(device, capability, result, hub.bridge.describe())
     response = result.as_dict()
     response.pop("reason", None)
     return response

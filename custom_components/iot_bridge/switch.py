@@ -7,7 +7,6 @@ from typing import Any
 from homeassistant.components.switch import SwitchDeviceClass, SwitchEntity
 
 from .core.model import CapabilityKind
-from .core.mqtt.profile import as_bool
 from .entity import IotBridgeEntity, capability_platform
 
 PARALLEL_UPDATES = 0
@@ -21,7 +20,8 @@ class IotBridgeSwitch(IotBridgeEntity, SwitchEntity):
     @property
     def is_on(self) -> bool | None:
         """On, as reported or confirmed."""
-        return as_bool(self.reported_value)
+        value = self.reported_value
+        return value if isinstance(value, bool) else None
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Turn on; waits for confirmation when the device gives one."""

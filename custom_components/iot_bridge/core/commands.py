@@ -84,6 +84,9 @@ class _Run:
     # A send was still unacknowledged at the deadline: it may have reached the device.
     in_doubt: bool = False
     error: str | None = None
+    device_id: str = ""
+    # Completed when the transport came back: send again at once, with the same id.
+    resend: asyncio.Future[None] | None = None
 
 
 def _new_id(now: float) -> str:
@@ -127,6 +130,7 @@ class CommandEngine:
         self._wall_clock = wall_clock
         self._history_size = history_size
         self._pending: dict[str, asyncio.Future[_Ending]] = {}
+        self._runs: dict[str, _Run] = {}
         # Ended ids -> answered? Tells late answers from duplicates from strangers.
         self._history: OrderedDict[str, bool] = OrderedDict()
         self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_RESULTS)
@@ -142,6 +146,7 @@ class CommandEngine:
         params: Mapping[str, Any] | None = None,
         *,
         deadline: float | None = None,
+        retries: int | None = None,
     ) -> Command:
         """Build a command with a fresh id, due `deadline` seconds from now."""
         now = self._wall_clock()
@@ -153,6 +158,7 @@ class CommandEngine:
             action=action,
             params=dict(params or {}),
             deadline_unix=now + seconds,
+            retries=max(0, self.retries if retries is None else retries),
         )
 
     async def execute(
@@ -161,28 +167,36 @@ class CommandEngine:
         command: Command,
         *,
         confirmable: bool = True,
-        retries: int | None = None,
     ) -> CommandResult:
         """Send `command` and return its single outcome, at the latest at its deadline."""
         command_id = command.command_id
         if command_id in self._pending:
             raise ValueError(f"command {command_id} is already in flight")
-        budget = max(0, self.retries if retries is None else retries)
         # The monotonic clock measures the deadline so wall-clock jumps cannot stretch it.
-        run = _Run(start=self._clock(), total=max(0.0, command.deadline_unix - self._wall_clock()))
+        loop = asyncio.get_running_loop()
+        run = _Run(
+            start=self._clock(),
+            total=max(0.0, command.deadline_unix - self._wall_clock()),
+            device_id=command.device_id,
+            resend=loop.create_future(),
+        )
         # Registered before the first send: an answer may beat the transport's ack.
-        future: asyncio.Future[_Ending] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Ending] = loop.create_future()
         self._pending[command_id] = future
+        self._runs[command_id] = run
         self._history.pop(command_id, None)
         self._stats["issued"] += 1
         try:
             if confirmable:
-                await self._run_confirmable(transport, command, run, future, budget)
+                await self._run_confirmable(transport, command, run, future)
             else:
                 await self._attempt(transport, command, run, future)
         finally:
             # Synchronous with building the result, so no answer can slip in between.
             del self._pending[command_id]
+            del self._runs[command_id]
+            if run.resend is not None and not run.resend.done():
+                run.resend.cancel()
             self._remember(command_id, answered=_answered(future))
             if not future.done():
                 future.cancel()
@@ -203,6 +217,31 @@ class CommandEngine:
         else:
             return self._stray(ReplyVerdict.FOREIGN, command_id)
         return self._stray(ReplyVerdict.DUPLICATE if answered else ReplyVerdict.LATE, command_id)
+
+    def refuse(self, command: Command, code: str, reason: str) -> CommandResult:
+        """End a command that was never sent (device offline, no connection) as NOT_DELIVERED.
+
+        `code` names the cause for translations and automations; nothing reaches the wire.
+        """
+        self._stats["issued"] += 1
+        result = CommandResult(
+            command, CommandStatus.NOT_DELIVERED, 0, 0.0, reason, None, code=code
+        )
+        self._record(result)
+        return result
+
+    def resend_pending(self, device_id: str | None = None) -> None:
+        """The transport (or this device) is back: every pending command goes out again now.
+
+        Attempts that fell into an outage reached nobody; waiting for the next retry slot
+        could let the deadline pass although the device is reachable again. The id stays
+        the same, so a device that did get an earlier attempt does not act twice.
+        """
+        for run in self._runs.values():
+            if device_id is not None and run.device_id != device_id:
+                continue
+            if run.resend is not None and not run.resend.done():
+                run.resend.set_result(None)
 
     def cancel_all(self, reason: str) -> None:
         """End every pending command now as NOT_DELIVERED; their execute calls return."""
@@ -236,25 +275,43 @@ class CommandEngine:
         command: Command,
         run: _Run,
         future: asyncio.Future[_Ending],
-        retries: int,
     ) -> None:
         """Send up to 1 + retries attempts spread over the deadline, then wait for it."""
-        slot = run.total / (retries + 1)
-        for index in range(retries + 1):
-            if index and await self._wait(future, run.start + index * slot - self._clock()):
+        slot = run.total / (command.retries + 1)
+        for index in range(command.retries + 1):
+            if index and await self._wait(transport, command, run, future, index * slot):
                 return
             if future.done() or self._remaining(run) <= 0:
                 return
             await self._attempt(transport, command, run, future)
             if index == 0 and run.error is not None:
                 return  # the first attempt failed outright: say so now, not at the deadline
-        await self._wait(future, self._remaining(run))
+        await self._wait(transport, command, run, future, run.total)
 
-    async def _wait(self, future: asyncio.Future[_Ending], seconds: float) -> bool:
-        """Wait up to `seconds` for the command to end early; True if it has."""
-        if seconds > 0 and not future.done():
-            await asyncio.wait((future,), timeout=seconds)
-        return future.done()
+    async def _wait(
+        self,
+        transport: CommandTransport,
+        command: Command,
+        run: _Run,
+        future: asyncio.Future[_Ending],
+        until: float,
+    ) -> bool:
+        """Wait until `until` seconds into the run for the command to end; True if it has.
+
+        A reconnect meanwhile (resend_pending) sends another attempt at once.
+        """
+        while not future.done():
+            seconds = run.start + until - self._clock()
+            if seconds <= 0:
+                return False
+            assert run.resend is not None
+            await asyncio.wait(
+                (future, run.resend), timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            if run.resend.done() and not future.done():
+                run.resend = asyncio.get_running_loop().create_future()
+                await self._attempt(transport, command, run, future)
+        return True
 
     async def _attempt(
         self,
@@ -314,7 +371,13 @@ class CommandEngine:
         latency_ms = max(0.0, at - run.start) * 1000
         status, reason, state = self._verdict(run, ending, confirmable)
         result = CommandResult(command, status, run.sent, latency_ms, reason, state)
-        self._stats[status.value] += 1
+        self._record(result)
+        return result
+
+    def _record(self, result: CommandResult) -> None:
+        """Count an outcome and keep it for diagnostics."""
+        command = result.command
+        self._stats[result.status.value] += 1
         self._recent.append(
             result.as_dict()
             | {
@@ -323,8 +386,7 @@ class CommandEngine:
                 "action": command.action,
             }
         )
-        _LOGGER.debug("Command %s ended %s (%s)", command.command_id, status, reason)
-        return result
+        _LOGGER.debug("Command %s ended %s (%s)", command.command_id, result.status, result.reason)
 
     def _verdict(
         self, run: _Run, ending: _Ending | None, confirmable: bool

@@ -150,6 +150,8 @@ class Command:
     # Wall-clock deadline (Unix seconds) sent to devices; the engine also keeps
     # a monotonic deadline so clock jumps cannot stretch a command.
     deadline_unix: float
+    # How many times the engine may send it again, with the same id, before the deadline.
+    retries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,8 @@ class CommandResult:
     latency_ms: float
     reason: str | None = None
     state: dict[str, Any] | None = None
+    # A stable name for why a command was refused before sending (e.g. "device_offline").
+    code: str | None = None
 
     @property
     def succeeded(self) -> bool:

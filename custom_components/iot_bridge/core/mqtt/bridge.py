@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..bridge import BridgeAuthError, BridgeListener, BridgeStartError
 from ..commands import CommandEngine, TransportUnavailable
-from ..model import (
-    CapabilityKind,
-    Command,
-    CommandResult,
-    Device,
+from ..devices import DeviceStore, RejectLog
+from ..model import Capability, Command, CommandResult, Device
+from .connection import (
+    MqttAuthError,
+    MqttConnectError,
+    MqttConnection,
+    MqttNotConnected,
+    MqttSettings,
 )
-from .connection import MqttConnection, MqttNotConnected
 from .profile import (
     ProfileError,
     Topics,
@@ -31,44 +33,7 @@ from .profile import (
 )
 
 _LOGGER = logging.getLogger(__name__)
-_MISSING = object()
-# State that arrives before a device's config is kept this long (in devices).
-_MAX_EARLY_DEVICES = 256
-
-# The state a confirmed action leaves behind when the device's answer does not say.
-_EXPECTED_STATE: dict[tuple[CapabilityKind, str], Any] = {
-    (CapabilityKind.LOCK, "lock"): "locked",
-    (CapabilityKind.LOCK, "unlock"): "unlocked",
-    (CapabilityKind.LOCK, "open"): "open",
-    (CapabilityKind.SWITCH, "turn_on"): True,
-    (CapabilityKind.SWITCH, "turn_off"): False,
-}
-
-
-class BridgeListener(Protocol):
-    """What the owner (the Home Assistant hub) hears from the bridge."""
-
-    def device_discovered(self, device: Device, previous: Device | None) -> None:
-        """A device appeared, or its description changed."""
-
-    def device_removed(self, device_id: str) -> None:
-        """A device cleared its retained config."""
-
-    def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
-        """Values of these capability keys changed (None: availability or everything)."""
-
-
-def expected_state(device: Device, capability: str, action: str, params: dict[str, Any]) -> Any:
-    """What a confirmed (or optimistic) action sets when the device reports nothing."""
-    cap = device.capabilities[capability]
-    if cap.kind is CapabilityKind.NUMBER:
-        return params.get("value")
-    if cap.kind is CapabilityKind.LIGHT:
-        on = action == "turn_on"
-        current = device.state.get(capability)
-        brightness = current.get("brightness") if isinstance(current, dict) else None
-        return {"on": on, "brightness": params.get("brightness", brightness)}
-    return _EXPECTED_STATE.get((cap.kind, action))
+_REPLY_SOURCE = "(reply topic)"
 
 
 class MqttBridge:
@@ -76,27 +41,75 @@ class MqttBridge:
 
     def __init__(
         self,
-        connection: MqttConnection,
+        settings: MqttSettings,
         topics: Topics,
         engine: CommandEngine,
         listener: BridgeListener,
         *,
         accept_new_devices: Callable[[str], bool] = lambda _device_id: True,
+        on_auth_failed: Callable[[], None] | None = None,
     ) -> None:
-        self.connection = connection
         self.topics = topics
         self.engine = engine
-        self.devices: dict[str, Device] = {}
-        self.dropped: Counter[str] = Counter()
+        self.rejects = RejectLog(_LOGGER)
+        self.store = DeviceStore(listener, self.rejects)
         self._listener = listener
         self._accept_new = accept_new_devices
-        self._early_state: dict[str, dict[str, Any]] = {}
-        self._early_availability: dict[str, bool] = {}
-        self._warned: set[tuple[str, str]] = set()
+        self.connection = MqttConnection(
+            settings,
+            on_connection_change=listener.connection_changed,
+            on_auth_failed=on_auth_failed,
+        )
+        connection = self.connection
         connection.add_subscription(topics.device_filter("config"), self._on_config)
         connection.add_subscription(topics.device_filter("state"), self._on_state)
         connection.add_subscription(topics.device_filter("availability"), self._on_availability)
         connection.add_subscription(topics.reply, self._on_reply)
+
+    # Bridge -----------------------------------------------------------------
+
+    @property
+    def devices(self) -> Mapping[str, Device]:
+        """Devices announced on the broker."""
+        return self.store.devices
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up."""
+        return self.connection.connected
+
+    def describe(self) -> str:
+        """The broker, for messages."""
+        return f"MQTT broker {self.connection.settings.host}:{self.connection.settings.port}"
+
+    async def start(self) -> None:
+        """Connect to the broker; retained announcements arrive right after."""
+        try:
+            await self.connection.start()
+        except MqttAuthError as err:
+            raise BridgeAuthError(str(err)) from err
+        except MqttConnectError as err:
+            raise BridgeStartError(str(err)) from err
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        await self.connection.stop()
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Broker connection, topics and what was dropped."""
+        connection = self.connection
+        return {
+            "connection": {
+                "connected": connection.connected,
+                "reconnects": connection.reconnects,
+                "last_error": connection.last_error,
+            },
+            "topics": {
+                "discovery_prefix": self.topics.prefix,
+                "reply": self.topics.reply,
+            },
+            "dropped_messages": dict(self.rejects.counts),
+        }
 
     # Inbound ---------------------------------------------------------------
 
@@ -109,28 +122,14 @@ class MqttBridge:
         except ProfileError as err:
             self._drop(device_id, "config", err)
             return
-        self._warned.discard((device_id, "config"))
-        previous = self.devices.get(device_id)
+        self.rejects.accept(device_id, "config")
         if device is None:
-            if self.devices.pop(device_id, None) is not None:
-                self._listener.device_removed(device_id)
+            self.store.remove(device_id)
             return
-        if previous is None and not self._accept_new(device_id):
+        if device_id not in self.store.devices and not self._accept_new(device_id):
             _LOGGER.info("Ignoring new device %s: automatic discovery is off", device_id)
             return
-        self._carry_over(device, previous)
-        self.devices[device_id] = device
-        self._listener.device_discovered(device, previous)
-
-    def _carry_over(self, device: Device, previous: Device | None) -> None:
-        """A re-announced device keeps its state; early messages are applied."""
-        if previous is not None:
-            device.state.update(previous.state)
-            device.available = previous.available
-        device.state.update(self._early_state.pop(device.device_id, {}))
-        early_available = self._early_availability.pop(device.device_id, None)
-        if early_available is not None:
-            device.available = early_available
+        self.store.announce(device)
 
     def _on_state(self, message: aiomqtt.Message) -> None:
         device_id = self._device_id(message)
@@ -141,12 +140,8 @@ class MqttBridge:
         except ProfileError as err:
             self._drop(device_id, "state", err)
             return
-        self._warned.discard((device_id, "state"))
-        device = self.devices.get(device_id)
-        if device is None:
-            self._remember_early(self._early_state, device_id, values)
-            return
-        self.apply_state(device, values)
+        self.rejects.accept(device_id, "state")
+        self.store.apply_state(device_id, values)
 
     def _on_availability(self, message: aiomqtt.Message) -> None:
         device_id = self._device_id(message)
@@ -157,61 +152,29 @@ class MqttBridge:
         except ProfileError as err:
             self._drop(device_id, "availability", err)
             return
-        device = self.devices.get(device_id)
-        if device is None:
-            self._early_availability[device_id] = available
-            return
-        if device.available != available:
-            device.available = available
-            self._listener.device_state_changed(device, None)
+        self.rejects.accept(device_id, "availability")
+        self.store.set_available(device_id, available)
 
     def _on_reply(self, message: aiomqtt.Message) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
         try:
             reply = parse_reply(_payload(message), correlation)
         except ProfileError as err:
-            self._drop("(reply topic)", "answer", err)
+            self._drop(_REPLY_SOURCE, "answer", err)
             return
-        self._warned.discard(("(reply topic)", "answer"))
+        self.rejects.accept(_REPLY_SOURCE, "answer")
         self.engine.handle_reply(reply)
-
-    def apply_state(self, device: Device, values: dict[str, Any]) -> None:
-        """Merge reported values; only keys whose value really changed are announced."""
-        changed = frozenset(
-            key
-            for key, value in values.items()
-            if key in device.capabilities and device.state.get(key, _MISSING) != value
-        )
-        unknown = sum(1 for key in values if key not in device.capabilities)
-        if unknown:
-            self.dropped["unknown_state_key"] += unknown
-        if changed:
-            device.state.update({key: values[key] for key in changed})
-            self._listener.device_state_changed(device, changed)
 
     def _device_id(self, message: aiomqtt.Message) -> str | None:
         device_id = self.topics.device_id_of(message.topic.value)
         if device_id is None:
-            self.dropped["bad_topic"] += 1
+            self.rejects.counts["bad_topic"] += 1
             _LOGGER.debug("Ignoring message on unexpected topic %s", message.topic.value)
         return device_id
 
     def _drop(self, device_id: str, what: str, err: ProfileError) -> None:
         """Log a bad payload once per device and topic until a good one arrives."""
-        self.dropped[what] += 1
-        if (device_id, what) in self._warned:
-            _LOGGER.debug("Dropped %s of device %s: %s", what, device_id, err)
-            return
-        self._warned.add((device_id, what))
-        _LOGGER.warning("Dropped %s of device %s: %s", what, device_id, err)
-
-    @staticmethod
-    def _remember_early(
-        store: dict[str, dict[str, Any]], device_id: str, values: dict[str, Any]
-    ) -> None:
-        if device_id not in store and len(store) >= _MAX_EARLY_DEVICES:
-            store.pop(next(iter(store)))
-        store.setdefault(device_id, {}).update(values)
+        self.rejects.reject(device_id, what, f"Dropped {what} of device {device_id}: {err}")
 
     # Outbound --------------------------------------------------------------
 
@@ -232,29 +195,15 @@ class MqttBridge:
         except MqttNotConnected as err:
             raise TransportUnavailable(f"broker not connected ({err})") from err
 
-    async def execute(self, command: Command, *, confirmable: bool) -> CommandResult:
+    async def execute(self, command: Command, capability: Capability) -> CommandResult:
         """Run a command through the engine and apply the state it confirms."""
-        result = await self.engine.execute(self, command, confirmable=confirmable)
-        device = self.devices.get(command.device_id)
-        if device is not None and result.state:
-            self.apply_state(device, result.state)
-        if device is not None and result.succeeded:
-            self._apply_expected(device, command, result)
+        result = await self.engine.execute(self, command, confirmable=capability.confirmable)
+        self.store.apply_result(command, result)
         return result
-
-    def _apply_expected(self, device: Device, command: Command, result: CommandResult) -> None:
-        """A success the device did not describe leaves the state the action implies."""
-        if command.capability in (result.state or {}):
-            return
-        if command.capability not in device.capabilities:
-            return
-        value = expected_state(device, command.capability, command.action, command.params)
-        if value is not None:
-            self.apply_state(device, {command.capability: value})
 
     async def forget_device(self, device_id: str) -> None:
         """The user deleted the device: clear its retained config so it stays gone."""
-        self.devices.pop(device_id, None)
+        self.store.forget(device_id)
         try:
             await self.connection.publish(
                 self.topics.device_topic(device_id, "config"), b"", qos=1, retain=True

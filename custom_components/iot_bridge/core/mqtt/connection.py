@@ -13,6 +13,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.properties import Properties
@@ -27,6 +28,8 @@ _CONNECT_TIMEOUT = 10.0
 _ROUTE_CACHE_SIZE = 4096
 # Nagle's algorithm meeting delayed ACKs costs ~40 ms per QoS 1 hop; our socket is ours to fix.
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# Longest piece of a payload written to the debug log: a 16 KiB payload per line helps no one.
+_LOG_PAYLOAD_CHARS = 200
 
 MessageHandler = Callable[[aiomqtt.Message], None]
 ConnectionListener = Callable[[bool], None]
@@ -276,7 +279,7 @@ class MqttConnection:
     def _dispatch(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         if _LOGGER.isEnabledFor(logging.DEBUG):
-            _LOGGER.debug("Received %s: %r", topic, message.payload)
+            _LOGGER.debug("Received %s: %s", topic, _loggable(message.payload))
         for handler in self._handlers_for(message.topic):
             try:
                 handler(message)
@@ -300,6 +303,15 @@ class MqttConnection:
         self.connected = connected
         if self._on_connection_change is not None:
             self._on_connection_change(connected)
+
+
+def _loggable(payload: Any) -> str:
+    """A payload as the debug log shows it: cut short, never the whole megabyte."""
+    text = repr(payload)
+    if len(text) <= _LOG_PAYLOAD_CHARS:
+        return text
+    size = len(payload) if isinstance(payload, bytes | bytearray | str) else len(text)
+    return f"{text[:_LOG_PAYLOAD_CHARS]}... ({size} bytes)"
 
 
 async def _close_quietly(client: aiomqtt.Client) -> None:

@@ -20,8 +20,6 @@ MAX_PAYLOAD_BYTES: Final = 16 * 1024
 _ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BRIDGE_SEGMENT: Final = "_bridge"
 _KIND_BY_NAME: Final = {kind.value: kind for kind in CapabilityKind}
-_TRUE_WORDS: Final = frozenset({"on", "true", "open", "1"})
-_FALSE_WORDS: Final = frozenset({"off", "false", "closed", "0"})
 
 
 class ProfileError(ValueError):
@@ -200,18 +198,3 @@ def parse_reply(payload: bytes, correlation_data: bytes | None) -> CommandReply:
         reason=str(reason) if reason is not None else None,
         state=state,
     )
-
-
-def as_bool(value: Any) -> bool | None:
-    """Read a binary value the lenient way devices send it; None when unknown."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value != 0
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE_WORDS:
-            return True
-        if word in _FALSE_WORDS:
-            return False
-    return None

@@ -1,0 +1,85 @@
+"""How each protocol's bridge is built from a config entry.
+
+The only module of the Home Assistant side that knows which protocols exist: it turns a
+config entry's data into the settings of one `core` package and builds its bridge. The
+hub, entities, actions and diagnostics use the result through `core.bridge.Bridge` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
+
+from .const import (
+    CONF_CA_FILE,
+    CONF_CLIENT_ID,
+    CONF_DISCOVERY_PREFIX,
+    CONF_PROTOCOL,
+    CONF_TLS,
+    DEFAULT_DISCOVERY_PREFIX,
+    PROTOCOL_MQTT,
+)
+from .core.bridge import Bridge, BridgeListener
+from .core.commands import CommandEngine
+from .core.mqtt.bridge import MqttBridge
+from .core.mqtt.connection import MqttSettings
+from .core.mqtt.profile import Topics
+
+
+class BridgeContext:
+    """What a bridge may ask of the hub besides the listener interface."""
+
+    def __init__(
+        self,
+        listener: BridgeListener,
+        engine: CommandEngine,
+        *,
+        accept_new_device: Callable[[str], bool],
+        request_reauth: Callable[[], None],
+    ) -> None:
+        self.listener = listener
+        self.engine = engine
+        self.accept_new_device = accept_new_device
+        self.request_reauth = request_reauth
+
+
+def mqtt_settings_from(data: Mapping[str, Any]) -> MqttSettings:
+    """Connection settings from config entry data (or config flow input)."""
+    return MqttSettings(
+        host=data[CONF_HOST],
+        port=int(data[CONF_PORT]),
+        client_id=data[CONF_CLIENT_ID],
+        username=data.get(CONF_USERNAME) or None,
+        password=data.get(CONF_PASSWORD) or None,
+        tls=bool(data.get(CONF_TLS, False)),
+        ca_file=data.get(CONF_CA_FILE) or None,
+    )
+
+
+def _mqtt_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
+    topics = Topics(
+        prefix=data.get(CONF_DISCOVERY_PREFIX, DEFAULT_DISCOVERY_PREFIX),
+        client_id=data[CONF_CLIENT_ID],
+    )
+    return MqttBridge(
+        mqtt_settings_from(data),
+        topics,
+        context.engine,
+        context.listener,
+        accept_new_devices=context.accept_new_device,
+        # The broker came back but refuses the stored credentials: ask the user.
+        on_auth_failed=context.request_reauth,
+    )
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, Any], BridgeContext], Bridge]] = {
+    PROTOCOL_MQTT: _mqtt_bridge,
+}
+
+
+def build_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
+    """The bridge for a config entry's protocol (entries from before 0.2 are MQTT)."""
+    protocol = data.get(CONF_PROTOCOL, PROTOCOL_MQTT)
+    return _BUILDERS[protocol](data, context)

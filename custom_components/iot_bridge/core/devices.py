@@ -1,0 +1,224 @@
+"""The devices a bridge knows, and the one place their state changes.
+
+Every protocol package keeps its devices in a `DeviceStore`: announcements, state,
+availability and command outcomes all go through it, so every protocol validates values
+the same way (core/values.py), logs a bad device once rather than per message, keeps its
+memory bounded, and tells the listener exactly which values changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .bridge import BridgeListener
+from .model import Capability, CapabilityKind, Command, CommandResult, Device
+from .values import InvalidValue, normalize
+
+_LOGGER = logging.getLogger(__name__)
+_MISSING: Final = object()
+# State that arrives before a device's description is kept for this many devices, with at
+# most this many keys each: enough for start-up races, too little for a hostile client to
+# grow Home Assistant's memory by inventing device ids.
+MAX_EARLY_DEVICES: Final = 256
+MAX_EARLY_KEYS: Final = 64
+# (device, cause) pairs remembered so each problem is logged once, not per message.
+_MAX_WARNED: Final = 4096
+
+# The state a confirmed action leaves behind when the device's answer does not say.
+_EXPECTED_STATE: Final[dict[tuple[CapabilityKind, str], Any]] = {
+    (CapabilityKind.LOCK, "lock"): "locked",
+    (CapabilityKind.LOCK, "unlock"): "unlocked",
+    (CapabilityKind.LOCK, "open"): "open",
+    (CapabilityKind.SWITCH, "turn_on"): True,
+    (CapabilityKind.SWITCH, "turn_off"): False,
+}
+
+
+class RejectLog:
+    """Logs a rejected input once per device and cause until that input is good again."""
+
+    def __init__(self, logger: logging.Logger = _LOGGER) -> None:
+        self.counts: Counter[str] = Counter()
+        self._logger = logger
+        self._warned: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def reject(self, device_id: str, cause: str, message: str) -> None:
+        """Count a rejection; warn the first time for this device and cause."""
+        self.counts[cause] += 1
+        key = (device_id, cause)
+        if key in self._warned:
+            self._logger.debug("%s (again)", message)
+            return
+        self._warned[key] = None
+        while len(self._warned) > _MAX_WARNED:
+            self._warned.popitem(last=False)
+        self._logger.warning("%s", message)
+
+    def accept(self, device_id: str, cause: str) -> None:
+        """The input is good again: a new problem will be logged again."""
+        self._warned.pop((device_id, cause), None)
+
+
+def expected_state(device: Device, command: Command) -> Any:
+    """What a successful action sets when the device's answer does not report it."""
+    capability = device.capabilities[command.capability]
+    if capability.kind is CapabilityKind.NUMBER:
+        return command.params.get("value")
+    if capability.kind is CapabilityKind.LIGHT:
+        current = device.state.get(command.capability)
+        brightness = current.get("brightness") if isinstance(current, dict) else None
+        return {
+            "on": command.action == "turn_on",
+            "brightness": command.params.get("brightness", brightness),
+        }
+    return _EXPECTED_STATE.get((capability.kind, command.action))
+
+
+class DeviceStore:
+    """Devices by id, with validated state; reports every change to the listener."""
+
+    def __init__(self, listener: BridgeListener, rejects: RejectLog | None = None) -> None:
+        self.devices: dict[str, Device] = {}
+        self.rejects = rejects or RejectLog()
+        self._listener = listener
+        self._early_state: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._early_availability: OrderedDict[str, bool] = OrderedDict()
+
+    def get(self, device_id: str) -> Device | None:
+        """A known device."""
+        return self.devices.get(device_id)
+
+    # -- descriptions ---------------------------------------------------------------------
+
+    def announce(self, device: Device) -> None:
+        """A device appeared or described itself anew; its known state carries over."""
+        previous = self.devices.get(device.device_id)
+        if previous is not None:
+            device.available = previous.available
+            self._carry_over(device, previous.state)
+        self._carry_over(device, self._early_state.pop(device.device_id, {}))
+        early_available = self._early_availability.pop(device.device_id, None)
+        if early_available is not None:
+            device.available = early_available
+        self.devices[device.device_id] = device
+        self._listener.device_discovered(device, previous)
+
+    def _carry_over(self, device: Device, values: Mapping[str, Any]) -> None:
+        """Keep values the new description can still hold (a kind change drops them)."""
+        for key, value in values.items():
+            capability = device.capabilities.get(key)
+            if capability is None:
+                continue
+            try:
+                device.state[key] = normalize(capability, value)
+            except InvalidValue:
+                continue  # e.g. a sensor that became a lock: its reading means nothing now
+
+    def remove(self, device_id: str) -> bool:
+        """The device is gone; True if it was known."""
+        self._early_state.pop(device_id, None)
+        self._early_availability.pop(device_id, None)
+        if self.devices.pop(device_id, None) is None:
+            return False
+        self._listener.device_removed(device_id)
+        return True
+
+    def forget(self, device_id: str) -> None:
+        """Drop a device without telling the listener (the user removed it already)."""
+        self.devices.pop(device_id, None)
+        self._early_state.pop(device_id, None)
+        self._early_availability.pop(device_id, None)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def apply_state(self, device_id: str, values: Mapping[str, Any]) -> frozenset[str]:
+        """Validate and merge reported values; return (and announce) the keys that changed.
+
+        State for a device not described yet is kept, bounded, until its description comes.
+        """
+        device = self.devices.get(device_id)
+        if device is None:
+            self._remember_early(device_id, values)
+            return frozenset()
+        changed: dict[str, Any] = {}
+        for key, raw in values.items():
+            capability = device.capabilities.get(key)
+            if capability is None:
+                self.rejects.counts["unknown_state_key"] += 1
+                continue
+            value = self._checked(device, capability, raw)
+            if value is not _MISSING and device.state.get(key, _MISSING) != value:
+                changed[key] = value
+        if not changed:
+            return frozenset()
+        device.state.update(changed)
+        keys = frozenset(changed)
+        self._listener.device_state_changed(device, keys)
+        return keys
+
+    def _checked(self, device: Device, capability: Capability, raw: Any) -> Any:
+        cause = f"value of {capability.key}"
+        try:
+            value = normalize(capability, raw)
+        except InvalidValue as err:
+            self.rejects.reject(
+                device.device_id,
+                cause,
+                f"Dropped {cause} from device {device.device_id}: {err}",
+            )
+            return _MISSING
+        self.rejects.accept(device.device_id, cause)
+        return value
+
+    def set_available(self, device_id: str, available: bool) -> None:
+        """The device says it is (un)reachable."""
+        device = self.devices.get(device_id)
+        if device is None:
+            self._early_availability[device_id] = available
+            self._early_availability.move_to_end(device_id)
+            _trim(self._early_availability, MAX_EARLY_DEVICES)
+            return
+        if device.available != available:
+            device.available = available
+            self._listener.device_state_changed(device, None)
+
+    def set_all_available(self, available: bool) -> None:
+        """Every device's reachability follows the transport's (a single-device bridge)."""
+        for device_id in list(self.devices):
+            self.set_available(device_id, available)
+
+    def apply_result(self, command: Command, result: CommandResult) -> None:
+        """A command ended: apply the state its answer reported, or what success implies."""
+        device = self.devices.get(command.device_id)
+        if device is None:
+            return
+        if result.state:
+            self.apply_state(device.device_id, result.state)
+        if not result.succeeded or command.capability in (result.state or {}):
+            return
+        if command.capability not in device.capabilities:
+            return
+        value = expected_state(device, command)
+        if value is not None:
+            self.apply_state(device.device_id, {command.capability: value})
+
+    def _remember_early(self, device_id: str, values: Mapping[str, Any]) -> None:
+        early = self._early_state.pop(device_id, {})
+        for key, value in values.items():
+            if key in early or len(early) < MAX_EARLY_KEYS:
+                early[key] = value
+        self._early_state[device_id] = early
+        if _trim(self._early_state, MAX_EARLY_DEVICES):
+            self.rejects.counts["early_state_evicted"] += 1
+
+
+def _trim(store: OrderedDict[str, Any], limit: int) -> bool:
+    """Drop the oldest entries beyond limit; True if any were dropped."""
+    dropped = False
+    while len(store) > limit:
+        store.popitem(last=False)
+        dropped = True
+    return dropped
