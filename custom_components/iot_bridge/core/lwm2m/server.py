@@ -26,6 +26,7 @@ import aiocoap.resource
 from aiocoap.numbers.codes import Code
 
 from ..bridge import BridgeStartError
+from ..coap_timers import shutdown, track_timers
 from ..devices import RejectLog
 from .registration import (
     Registration,
@@ -68,7 +69,7 @@ class Response:
     @property
     def success(self) -> bool:
         """A 2.xx answer."""
-        return self.code.is_successful()
+        return bool(self.code.is_successful())
 
     def describe(self) -> str:
         """The code and any diagnostic payload, for reasons shown to users."""
@@ -135,6 +136,7 @@ class Lwm2mServer:
         self._listener = listener
         self._context: aiocoap.Context | None = None
         self._expiry_task: asyncio.Task[None] | None = None
+        self._cancel_timers: Callable[[], None] = lambda: None
 
     @property
     def running(self) -> bool:
@@ -151,6 +153,7 @@ class Lwm2mServer:
         except OSError as err:
             raise BridgeStartError(f"cannot listen on {self.host}:{self.port}: {err}") from err
         _exclusive(context)
+        self._cancel_timers = track_timers(context)
         self._context = context
         self._expiry_task = asyncio.create_task(self._expire_forever(), name="iot_bridge_lwm2m")
 
@@ -163,7 +166,7 @@ class Lwm2mServer:
                 await task
         context, self._context = self._context, None
         if context is not None:
-            await context.shutdown()
+            await shutdown(context, self._cancel_timers)
 
     # -- registration interface -----------------------------------------------------------
 
