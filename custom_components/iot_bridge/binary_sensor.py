@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from homeassistant.components.binary_sensor import BinarySensorDeviceClass, BinarySensorEntity
+from homeassistant.components.binary_sensor import BinarySensorEntity
 from homeassistant.const import EntityCategory
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 
+from .compat import BinarySensorDeviceClass
 from .core.model import CapabilityKind, Device
 from .entity import IotBridgeEntity, capability_platform
 from .hub import IotBridgeHub, signal_connection, signal_device_update

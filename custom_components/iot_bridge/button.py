@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from homeassistant.components.button import ButtonDeviceClass, ButtonEntity
+from homeassistant.components.button import ButtonEntity
 
+from .compat import ButtonDeviceClass
 from .core.model import CapabilityKind
 from .entity import IotBridgeEntity, capability_platform
 

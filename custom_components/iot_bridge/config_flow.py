@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import callback
@@ -21,6 +20,7 @@ from homeassistant.helpers.selector import (
 )
 
 from .bridges import mqtt_settings_from
+from .compat import vol
 from .const import (
     CONF_AUTO_DISCOVERY,
     CONF_CA_FILE,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.components.light import ATTR_BRIGHTNESS, LightEntity
+from homeassistant.components.light import LightEntity
 from homeassistant.components.light.const import ColorMode
 
+from .compat import ATTR_BRIGHTNESS
 from .core.model import CapabilityKind
 from .entity import IotBridgeEntity, capability_platform
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.components.lock import LockEntity, LockEntityFeature
+from homeassistant.components.lock import LockEntity
 from homeassistant.components.lock.const import LockState
 
+from .compat import LockEntityFeature
 from .core.model import CapabilityKind
 from .entity import IotBridgeEntity, capability_platform
 

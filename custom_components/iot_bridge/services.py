@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
     HomeAssistant,
@@ -17,6 +16,7 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
+from .compat import vol
 from .const import DOMAIN
 from .core.model import Capability, Device, validate_params
 from .hub import IotBridgeConfigEntry, IotBridgeHub, command_error, iot_bridge_identifiers

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.components.switch import SwitchDeviceClass, SwitchEntity
+from homeassistant.components.switch import SwitchEntity
 
+from .compat import SwitchDeviceClass
 from .core.model import CapabilityKind
 from .entity import IotBridgeEntity, capability_platform
 
