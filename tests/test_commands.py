@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from custom_components.iot_bridge.core.commands import (
     CommandEngine,
     ReplyVerdict,
+    TransportTimeout,
     TransportUnavailable,
 )
 from custom_components.iot_bridge.core.model import (
@@ -685,3 +686,19 @@ def test_refused_command_never_reaches_the_wire_and_is_counted() -> None:
     assert not result.succeeded
     assert engine.stats["not_delivered"] == engine.stats["issued"] == 1
     assert engine.recent_results()[-1]["status"] == "not_delivered"
+
+
+async def test_transport_timeout_is_a_timeout_with_its_reason() -> None:
+    """A transport that waited until the deadline (a sleeping device) ends in TIMEOUT."""
+
+    class Sleeper:
+        async def send_command(self, command: Command, *, attempt: int, expires_in: float) -> None:
+            await asyncio.sleep(max(0.0, expires_in - 0.02))
+            raise TransportTimeout("device asleep")
+
+    engine = CommandEngine()
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.2, retries=0)
+    result = await engine.execute(Sleeper(), command)
+    assert result.status is CommandStatus.TIMEOUT
+    assert result.reason is not None
+    assert "device asleep" in result.reason

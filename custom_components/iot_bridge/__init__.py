@@ -15,6 +15,8 @@ from .services import async_setup_services
 PLATFORMS = [
     Platform.BINARY_SENSOR,
     Platform.BUTTON,
+    Platform.DEVICE_TRACKER,
+    Platform.EVENT,
     Platform.LIGHT,
     Platform.LOCK,
     Platform.NUMBER,

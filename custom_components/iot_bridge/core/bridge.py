@@ -9,9 +9,20 @@ entities, actions, events and diagnostics never know which protocol is behind a 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, Protocol
 
 from .model import Capability, Command, CommandResult, Device
+
+
+class Admission(StrEnum):
+    """Whether a device the bridge just met may become a Home Assistant device."""
+
+    ACCEPTED = "accepted"
+    # Known to exist, waiting for the user: no entities, no requests beyond what the
+    # protocol itself needs (an LwM2M registration is still answered).
+    PENDING = "pending"
+    IGNORED = "ignored"
 
 
 class BridgeStartError(Exception):

@@ -44,6 +44,11 @@ class TransportUnavailable(Exception):
     """The transport cannot deliver right now (connection down). str(err) is a human reason."""
 
 
+class TransportTimeout(Exception):
+    """The transport waited until the deadline and the command may or may not have reached
+    the device (it slept, the request went unanswered). str(err) says what it waited for."""
+
+
 class CommandTransport(Protocol):
     """What the engine needs from a protocol: send one attempt of a command."""
 
@@ -357,6 +362,9 @@ class CommandEngine:
             run.delivered += 1
         elif isinstance(error, TransportUnavailable):
             run.error = str(error) or "transport unavailable"
+        elif isinstance(error, TransportTimeout):
+            run.in_doubt = True
+            run.error = str(error) or "no answer"
         else:
             # A transport bug must not break the one-outcome contract; log it loudly.
             _LOGGER.error("Transport failed to send a command", exc_info=error)

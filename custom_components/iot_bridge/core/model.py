@@ -21,6 +21,8 @@ class CapabilityKind(StrEnum):
     BUTTON = "button"
     NUMBER = "number"
     LIGHT = "light"
+    EVENT = "event"
+    DEVICE_TRACKER = "device_tracker"
 
 
 # The actions each kind accepts; anything else is refused before it is sent.
@@ -32,6 +34,8 @@ ACTIONS_BY_KIND: dict[CapabilityKind, frozenset[str]] = {
     CapabilityKind.BUTTON: frozenset({"press"}),
     CapabilityKind.NUMBER: frozenset({"set"}),
     CapabilityKind.LIGHT: frozenset({"turn_on", "turn_off"}),
+    CapabilityKind.EVENT: frozenset(),
+    CapabilityKind.DEVICE_TRACKER: frozenset(),
 }
 
 
@@ -50,6 +54,10 @@ class Capability:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
+    # "diagnostic" or "config" for entities that are not the device's main features.
+    category: str | None = None
+    # Off for entities of doubtful interest (values of objects nobody defined, ...).
+    enabled_by_default: bool = True
 
     @property
     def actions(self) -> frozenset[str]:

@@ -146,6 +146,24 @@ def _light(_capability: Capability, value: Any) -> dict[str, Any]:
     return {"on": on, "brightness": brightness}
 
 
+def _event_counter(_capability: Capability, value: Any) -> int:
+    """An event entity follows a counter: each increase is one event."""
+    count = number(value, what="a counter")
+    if count < 0 or count != int(count):
+        raise InvalidValue(f"counter {count:g} is not a whole number >= 0")
+    return int(count)
+
+
+def _position(_capability: Capability, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or set(value) != {"latitude", "longitude"}:
+        raise InvalidValue("expected {latitude, longitude}")
+    latitude = number(value["latitude"], what="a latitude")
+    longitude = number(value["longitude"], what="a longitude")
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise InvalidValue(f"({latitude:g}, {longitude:g}) is not a position on Earth")
+    return {"latitude": float(latitude), "longitude": float(longitude)}
+
+
 def _stateless(capability: Capability, _value: Any) -> None:
     raise InvalidValue(f"a {capability.kind.value} has no state")
 
@@ -158,4 +176,6 @@ _CHECKERS = {
     CapabilityKind.BUTTON: _stateless,
     CapabilityKind.NUMBER: _number,
     CapabilityKind.LIGHT: _light,
+    CapabilityKind.EVENT: _event_counter,
+    CapabilityKind.DEVICE_TRACKER: _position,
 }

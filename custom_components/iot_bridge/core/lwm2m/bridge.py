@@ -1,0 +1,606 @@
+"""LwM2M clients as IoT Bridge devices: admission, reads, observations and commands.
+
+The bridge owns the server socket (server.py). Each registered endpoint is a device whose
+id is its endpoint name, so a client that comes back (after a reboot, from a new address,
+after its lifetime lapsed) finds its entities again. A new endpoint is admitted only when
+the owner says so (automatically, or once the user accepts it); until then the server
+answers its registration and sends it nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import aiocoap
+
+from ..bridge import Admission, BridgeListener
+from ..commands import (
+    CommandEngine,
+    TransportTimeout,
+)
+from ..devices import DeviceStore, RejectLog
+from ..model import Capability, Command, CommandReply, CommandResult, Device
+from .codec import ContentFormat, decode, encode
+from .errors import CodecError
+from .mapping import MISSING, Binding, Expectation, Mapper, Method, Operation, device_info
+from .paths import LwM2MPath
+from .registration import Registration
+from .server import Lwm2mServer, Response, ServerRequestError
+from .values import Value
+
+_LOGGER = logging.getLogger(__name__)
+# Formats we ask for, best first, when the client lists what it supports; TLV is the one
+# every LwM2M 1.0 client must speak.
+_PREFERRED_FORMATS: Final = (ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON, ContentFormat.TLV)
+_SETUP_TIMEOUT: Final = 10.0
+# Reads and observations at admission, across all clients: a registration storm must not
+# open thousands of exchanges at once.
+_SETUP_CONCURRENCY: Final = 64
+_CANCEL_TIMEOUT: Final = 1.0
+_SHUTDOWN_BUDGET: Final = 3.0
+# After a command's request was accepted, the status is read again at these fractions of
+# the time left if no notification confirmed it; the last check decides "refused".
+_RECHECKS: Final = (0.5, 0.9)
+
+
+@dataclass(frozen=True, slots=True)
+class Lwm2mSettings:
+    """How the server listens and treats its clients."""
+
+    host: str = "0.0.0.0"
+    port: int = 5683
+    pmin: int = 1
+    pmax: int = 300
+    # A client in queue mode listens this long after it last sent something (the
+    # specification's default is MAX_TRANSMIT_WAIT, 93 s).
+    queue_awake: float = 93.0
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """What the bridge knows about one client, registered or not."""
+
+    name: str
+    registration: Registration | None = None
+    admission: Admission = Admission.PENDING
+    bindings: dict[str, Binding] = field(default_factory=dict)
+    values: dict[LwM2MPath, Value] = field(default_factory=dict)
+    observations: dict[LwM2MPath, asyncio.Task[None]] = field(default_factory=dict)
+    expectations: dict[str, tuple[Expectation, asyncio.Future[bool]]] = field(default_factory=dict)
+    setup: asyncio.Task[None] | None = None
+    awake_until: float = 0.0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    accept: int | None = None
+
+    def awake(self, now: float) -> bool:
+        """Whether a request sent now reaches the client."""
+        registration = self.registration
+        if registration is None:
+            return False
+        return not registration.queue_mode or now < self.awake_until
+
+
+class Lwm2mBridge:
+    """The LwM2M server as a Bridge: registered clients become devices."""
+
+    def __init__(
+        self,
+        settings: Lwm2mSettings,
+        engine: CommandEngine,
+        listener: BridgeListener,
+        *,
+        admission: Callable[[str], Admission] = lambda _endpoint: Admission.ACCEPTED,
+        mapper: Mapper | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.rejects = RejectLog(_LOGGER)
+        self.store = DeviceStore(listener, self.rejects)
+        self.server = Lwm2mServer(settings.host, settings.port, self, rejects=self.rejects)
+        self.endpoints: dict[str, Endpoint] = {}
+        self._listener = listener
+        self._admission = admission
+        self._mapper = mapper or Mapper()
+        self._clock = clock
+        self._setup_slots = asyncio.Semaphore(_SETUP_CONCURRENCY)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- Bridge ---------------------------------------------------------------------------
+
+    @property
+    def devices(self) -> Mapping[str, Device]:
+        """Admitted clients, registered now or before."""
+        return self.store.devices
+
+    @property
+    def connected(self) -> bool:
+        """Whether the server socket is bound."""
+        return self.server.running
+
+    def describe(self) -> str:
+        """The server's address, for messages."""
+        return f"LwM2M server on UDP {self.settings.host}:{self.settings.port}"
+
+    async def start(self) -> None:
+        """Bind the port (a taken port raises BridgeStartError with a clear reason)."""
+        await self.server.start()
+
+    async def stop(self) -> None:
+        """Cancel observations on the wire (within a short budget), close the socket."""
+        for task in list(self._tasks):
+            task.cancel()
+        cancels = [
+            self._cancel_on_wire(endpoint, path)
+            for endpoint in self.endpoints.values()
+            for path in list(endpoint.observations)
+        ]
+        for endpoint in self.endpoints.values():
+            self._drop_observations(endpoint)
+        if cancels:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SHUTDOWN_BUDGET):
+                    await asyncio.gather(*cancels, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.stop()
+
+    async def admit(self, device_id: str) -> None:
+        """The user accepted a pending client: read it and make it a device."""
+        endpoint = self.endpoints.get(device_id)
+        if endpoint is None or endpoint.admission is Admission.ACCEPTED:
+            return
+        endpoint.admission = Admission.ACCEPTED
+        if endpoint.registration is not None:
+            self._start_setup(endpoint)
+
+    async def forget_device(self, device_id: str) -> None:
+        """The user deleted the device: it is asked again if it registers again."""
+        endpoint = self.endpoints.pop(device_id, None)
+        self.store.forget(device_id)
+        if endpoint is not None:
+            if endpoint.setup is not None:
+                endpoint.setup.cancel()
+            for path in list(endpoint.observations):
+                self._spawn(self._cancel_on_wire(endpoint, path))
+            self._drop_observations(endpoint)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Registrations, admission and what was refused."""
+        now = self._clock()
+        return {
+            "server": {"port": self.settings.port, "registered": len(self.server.registrations)},
+            "endpoints": {
+                name: _endpoint_diagnostics(endpoint, now)
+                for name, endpoint in list(self.endpoints.items())[:200]
+            },
+            "rejected": dict(self.rejects.counts),
+        }
+
+    # -- registration interface -------------------------------------------------------------
+
+    def registered(self, registration: Registration, previous: Registration | None) -> None:
+        """A client registered: admit it (or ask), then read and observe it."""
+        endpoint = self.endpoints.get(registration.endpoint)
+        if endpoint is None:
+            endpoint = Endpoint(registration.endpoint)
+            self.endpoints[registration.endpoint] = endpoint
+        endpoint.registration = registration
+        endpoint.accept = _preferred_format(registration)
+        self._woke(endpoint)
+        # A new registration means the client forgot its observations.
+        self._drop_observations(endpoint)
+        if endpoint.admission is not Admission.ACCEPTED:
+            endpoint.admission = self._admission(registration.endpoint)
+        if endpoint.admission is Admission.ACCEPTED:
+            self._start_setup(endpoint)
+            self.engine.resend_pending(registration.endpoint)
+
+    def updated(self, registration: Registration, previous: Registration) -> None:
+        """An Update: lifetime, objects or address changed, and a queue-mode client is up."""
+        endpoint = self.endpoints.get(registration.endpoint)
+        if endpoint is None:  # pragma: no cover - registered() always ran first
+            return
+        endpoint.registration = registration
+        self._woke(endpoint)
+        if endpoint.admission is not Admission.ACCEPTED:
+            return
+        device = self.store.get(registration.endpoint)
+        objects_changed = registration.objects != previous.objects
+        moved = registration.remote != previous.remote
+        if device is None or objects_changed or moved or not endpoint.observations:
+            # Observations follow the address: a client behind a new NAT binding gets new ones.
+            self._drop_observations(endpoint)
+            self._start_setup(endpoint)
+        elif not device.available:
+            self.store.set_available(registration.endpoint, True)
+        self.engine.resend_pending(registration.endpoint)
+
+    def deregistered(self, registration: Registration, *, expired: bool) -> None:
+        """Gone (de-registered or lifetime lapsed): unavailable until it registers again."""
+        endpoint = self.endpoints.get(registration.endpoint)
+        if endpoint is None or endpoint.registration is not registration:
+            return
+        endpoint.registration = None
+        endpoint.wake.clear()
+        if endpoint.setup is not None:
+            endpoint.setup.cancel()
+        self._drop_observations(endpoint)
+        _LOGGER.info(
+            "LwM2M client %s %s",
+            registration.endpoint,
+            "stopped updating its registration" if expired else "de-registered",
+        )
+        self.store.set_available(registration.endpoint, False)
+
+    def _woke(self, endpoint: Endpoint) -> None:
+        endpoint.awake_until = self._clock() + self.settings.queue_awake
+        endpoint.wake.set()
+
+    # -- admission: read, map, observe ------------------------------------------------------
+
+    def _start_setup(self, endpoint: Endpoint) -> None:
+        if endpoint.setup is not None and not endpoint.setup.done():
+            endpoint.setup.cancel()
+        endpoint.setup = self._spawn(self._setup(endpoint))
+
+    async def _setup(self, endpoint: Endpoint) -> None:
+        registration = endpoint.registration
+        if registration is None:
+            return
+        instances = registration.objects.instance_paths()
+        async with self._setup_slots:
+            for instance in instances:
+                await self._read_into(endpoint, instance)
+            observed = frozenset(
+                [instance for instance in instances if await self._observe(endpoint, instance)]
+            )
+        bindings = self._mapper.bindings(instances, endpoint.values, observed)
+        endpoint.bindings = {binding.capability.key: binding for binding in bindings}
+        device = Device(
+            device_id=endpoint.name,
+            name=endpoint.name,
+            info=device_info(endpoint.values),
+            capabilities={b.capability.key: b.capability for b in bindings},
+        )
+        self.store.announce(device)
+        self.store.set_available(endpoint.name, True)
+        self._apply(endpoint, endpoint.values.keys())
+
+    async def _read_into(self, endpoint: Endpoint, path: LwM2MPath) -> None:
+        """Read an instance; store what comes back (a failed read is logged once)."""
+        try:
+            response = await self._request(endpoint, aiocoap.GET, path, timeout=_SETUP_TIMEOUT)
+        except ServerRequestError as err:
+            self._reject(endpoint, f"read {path}", f"no answer to read of {path}: {err}")
+            return
+        if response.code == aiocoap.NOT_ACCEPTABLE and endpoint.accept is not None:
+            endpoint.accept = None  # let the client pick its format
+            await self._read_into(endpoint, path)
+            return
+        if not response.success:
+            self._reject(endpoint, f"read {path}", f"read of {path} refused: {response.describe()}")
+            return
+        self._absorb(endpoint, path, response)
+
+    async def _observe(self, endpoint: Endpoint, instance: LwM2MPath) -> bool:
+        """Observe an instance that carries state; True when the client agreed."""
+        object_id = instance.object_id or 0
+        if self._mapper.mapped(object_id) and not self._has_state(instance):
+            return False
+        registration = endpoint.registration
+        if registration is None:
+            return False
+        await self._write_attributes(endpoint, instance)
+        try:
+            await self._wait_awake(endpoint, _SETUP_TIMEOUT)
+            first, notifications = await self.server.observe(
+                registration, str(instance), timeout=_SETUP_TIMEOUT, accept=endpoint.accept
+            )
+        except (ServerRequestError, TransportTimeout) as err:
+            self._reject(endpoint, f"observe {instance}", f"cannot observe {instance}: {err}")
+            return False
+        if not first.success:
+            return False
+        self._absorb(endpoint, instance, first)
+        endpoint.observations[instance] = self._spawn(
+            self._follow(endpoint, instance, notifications)
+        )
+        return True
+
+    def _has_state(self, instance: LwM2MPath) -> bool:
+        rules = self._mapper.table.rules.get(instance.object_id or 0, ())
+        return any(rule.kind.value not in ("button",) for rule in rules)
+
+    async def _write_attributes(self, endpoint: Endpoint, instance: LwM2MPath) -> None:
+        query = (f"pmin={self.settings.pmin}", f"pmax={self.settings.pmax}")
+        with contextlib.suppress(ServerRequestError, TransportTimeout):
+            await self._request(
+                endpoint, aiocoap.PUT, instance, timeout=_SETUP_TIMEOUT, query=query
+            )
+
+    async def _follow(
+        self, endpoint: Endpoint, instance: LwM2MPath, notifications: AsyncIterator[Response]
+    ) -> None:
+        async for notification in notifications:
+            registration = endpoint.registration
+            if registration is not None:
+                self._woke(endpoint)
+            if notification.success:
+                self._absorb(endpoint, instance, notification)
+        # The client ended it (RST, error answer): read again at its next Update.
+        endpoint.observations.pop(instance, None)
+
+    def _absorb(self, endpoint: Endpoint, path: LwM2MPath, response: Response) -> None:
+        """Decode a read or notification and apply what changed."""
+        content_format = response.content_format
+        if content_format is None:
+            content_format = (
+                ContentFormat.TEXT if path.resource_id is not None else ContentFormat.TLV
+            )
+        try:
+            values = decode(content_format, response.payload, path, self._mapper.registry)
+        except CodecError as err:
+            self._reject(endpoint, "payload", f"dropped a payload for {path}: {err}")
+            return
+        self.rejects.accept(endpoint.name, "payload")
+        changed = [p for p, v in values.items() if endpoint.values.get(p, MISSING) != v]
+        endpoint.values.update(values)
+        self._apply(endpoint, changed)
+        self._check_expectations(endpoint, values)
+
+    def _apply(self, endpoint: Endpoint, paths: Iterable[LwM2MPath]) -> None:
+        touched = set(paths)
+        if not touched or self.store.get(endpoint.name) is None:
+            return
+        state: dict[str, Any] = {}
+        for key, binding in endpoint.bindings.items():
+            if touched.intersection(binding.state_paths):
+                value = binding.state(endpoint.values)
+                if value is not MISSING:
+                    state[key] = value
+        if state:
+            self.store.apply_state(endpoint.name, state)
+
+    def _reject(self, endpoint: Endpoint, cause: str, message: str) -> None:
+        self.rejects.reject(endpoint.name, cause, f"LwM2M client {endpoint.name}: {message}")
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def _wait_awake(self, endpoint: Endpoint, timeout: float) -> None:
+        """Hold a request until a queue-mode client is listening, or give up at timeout."""
+        while not endpoint.awake(self._clock()):
+            endpoint.wake.clear()
+            try:
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await endpoint.wake.wait()
+            except TimeoutError:
+                raise TransportTimeout(
+                    "device asleep: it did not wake before the deadline"
+                ) from None
+            if endpoint.registration is None:
+                raise TransportTimeout("device not registered")
+
+    async def _request(
+        self,
+        endpoint: Endpoint,
+        code: aiocoap.numbers.codes.Code,
+        path: LwM2MPath,
+        *,
+        timeout: float,
+        payload: bytes = b"",
+        content_format: int | None = None,
+        query: tuple[str, ...] = (),
+    ) -> Response:
+        started = self._clock()
+        await self._wait_awake(endpoint, timeout)
+        registration = endpoint.registration
+        if registration is None:
+            raise ServerRequestError("device not registered")
+        return await self.server.request(
+            registration,
+            code,
+            str(path),
+            timeout=timeout - (self._clock() - started),
+            payload=payload,
+            content_format=content_format,
+            accept=endpoint.accept if code == aiocoap.GET else None,
+            query=query,
+        )
+
+    async def _cancel_on_wire(self, endpoint: Endpoint, path: LwM2MPath) -> None:
+        registration = endpoint.registration
+        if registration is not None and endpoint.awake(self._clock()):
+            await self.server.cancel_observation(registration, str(path), timeout=_CANCEL_TIMEOUT)
+
+    def _drop_observations(self, endpoint: Endpoint) -> None:
+        for task in endpoint.observations.values():
+            task.cancel()
+        endpoint.observations.clear()
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def execute(self, command: Command, capability: Capability) -> CommandResult:
+        """Carry out a command: the request's 2.xx is *accepted*; the observed or re-read
+        status confirms it. An Execute goes out once (CoAP retransmits it with the same
+        message id, which the client deduplicates); only Writes are retried."""
+        endpoint = self.endpoints.get(command.device_id)
+        binding = endpoint.bindings.get(capability.key) if endpoint else None
+        if endpoint is None or binding is None:
+            return self.engine.refuse(command, "unknown_capability", "capability unknown")
+        try:
+            operation = binding.operation(command.action, command.params)
+        except ValueError as err:
+            return self.engine.refuse(command, "not_supported", str(err))
+        if not operation.repeatable:
+            command = _without_retries(command)
+        transport = _CommandTransport(self, endpoint, operation)
+        try:
+            result = await self.engine.execute(transport, command, confirmable=True)
+        finally:
+            transport.close()
+        return result
+
+    def _check_expectations(self, endpoint: Endpoint, values: Mapping[LwM2MPath, Value]) -> None:
+        for expectation, future in list(endpoint.expectations.values()):
+            value = values.get(expectation.path, MISSING)
+            if value is not MISSING and not future.done() and expectation.met_by(value):
+                future.set_result(True)
+
+
+class _CommandTransport:
+    """One command's attempts: send the operation, then watch for the expected status."""
+
+    def __init__(self, bridge: Lwm2mBridge, endpoint: Endpoint, operation: Operation) -> None:
+        self._bridge = bridge
+        self._endpoint = endpoint
+        self._operation = operation
+        self._watch: asyncio.Task[None] | None = None
+        self._key = ""
+
+    async def send_command(self, command: Command, *, attempt: int, expires_in: float) -> None:
+        bridge, endpoint, operation = self._bridge, self._endpoint, self._operation
+        if operation.expect is not None and not self._key:
+            self._key = command.command_id
+            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            endpoint.expectations[self._key] = (operation.expect, future)
+        try:
+            response = await bridge._request(
+                endpoint,
+                aiocoap.POST if operation.method is Method.EXECUTE else _write_code(operation),
+                operation.path,
+                timeout=expires_in,
+                payload=self._payload(endpoint),
+                content_format=self._content_format(endpoint),
+            )
+        except ServerRequestError as err:
+            raise TransportTimeout(str(err)) from err
+        if not response.success:
+            bridge.engine.handle_reply(
+                CommandReply(command.command_id, ok=False, reason=response.describe())
+            )
+            return
+        if operation.expect is None:
+            bridge.engine.handle_reply(CommandReply(command.command_id, ok=True, reason="accepted"))
+            return
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(
+                self._confirm(command, operation.expect, expires_in)
+            )
+
+    async def _confirm(self, command: Command, expectation: Expectation, seconds: float) -> None:
+        """Wait for the status to match; re-read it if no notification says so."""
+        bridge, endpoint = self._bridge, self._endpoint
+        _, future = endpoint.expectations[self._key]
+        known = endpoint.values.get(expectation.path, MISSING)
+        if known is not MISSING and expectation.met_by(known):
+            future.set_result(True)
+        started = asyncio.get_running_loop().time()
+        for fraction in _RECHECKS:
+            remaining = started + seconds * fraction - asyncio.get_running_loop().time()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, remaining)):
+                    await asyncio.shield(future)
+            if future.done():
+                bridge.engine.handle_reply(CommandReply(command.command_id, ok=True))
+                return
+            await self._reread(expectation, seconds * 0.05)
+        if future.done():
+            bridge.engine.handle_reply(CommandReply(command.command_id, ok=True))
+            return
+        current = endpoint.values.get(expectation.path, MISSING)
+        shown = "unknown" if current is MISSING else current
+        bridge.engine.handle_reply(
+            CommandReply(
+                command.command_id,
+                ok=False,
+                reason=f"accepted, but {expectation.path} stayed {shown!r}",
+            )
+        )
+
+    async def _reread(self, expectation: Expectation, timeout: float) -> None:
+        bridge, endpoint = self._bridge, self._endpoint
+        with contextlib.suppress(ServerRequestError, TransportTimeout):
+            response = await bridge._request(
+                endpoint, aiocoap.GET, expectation.path, timeout=max(0.2, timeout)
+            )
+            if response.success:
+                bridge._absorb(endpoint, expectation.path, response)
+
+    def _payload(self, endpoint: Endpoint) -> bytes:
+        operation = self._operation
+        if operation.method is Method.EXECUTE:
+            return operation.arguments.encode()
+        return _encode_write(endpoint, operation, self._bridge._mapper)
+
+    def _content_format(self, endpoint: Endpoint) -> int | None:
+        if self._operation.method is Method.EXECUTE:
+            return None
+        return _write_format(endpoint, self._operation)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        self._endpoint.expectations.pop(self._key, None)
+
+
+def _write_code(operation: Operation) -> aiocoap.numbers.codes.Code:
+    # A single resource is replaced (PUT); several resources of an instance are a partial
+    # update (POST), so the others keep their values.
+    return aiocoap.PUT if operation.path.resource_id is not None else aiocoap.POST
+
+
+def _write_format(endpoint: Endpoint, operation: Operation) -> int:
+    if operation.path.resource_id is not None:
+        return ContentFormat.TEXT if endpoint.accept is None else endpoint.accept
+    return endpoint.accept or ContentFormat.TLV
+
+
+def _encode_write(endpoint: Endpoint, operation: Operation, mapper: Mapper) -> bytes:
+    return encode(
+        _write_format(endpoint, operation), operation.values, operation.path, mapper.registry
+    )
+
+
+def _preferred_format(registration: Registration) -> int | None:
+    offered = set(registration.objects.content_formats)
+    for content_format in _PREFERRED_FORMATS:
+        if content_format in offered:
+            return int(content_format)
+    # 1.1 clients list their formats; a 1.0 client always speaks TLV.
+    return int(ContentFormat.TLV) if registration.version == "1.0" else None
+
+
+def _without_retries(command: Command) -> Command:
+    return replace(command, retries=0)
+
+
+def _endpoint_diagnostics(endpoint: Endpoint, now: float) -> dict[str, Any]:
+    registration = endpoint.registration
+    info: dict[str, Any] = {
+        "admission": endpoint.admission.value,
+        "registered": registration is not None,
+        "observing": sorted(str(path) for path in endpoint.observations),
+        "format": endpoint.accept,
+    }
+    if registration is not None:
+        info |= {
+            "lifetime": registration.lifetime,
+            "binding": registration.binding,
+            "queue_mode": registration.queue_mode,
+            "version": registration.version,
+            "objects": [str(path) for path in registration.objects.instance_paths()],
+            "expires_in": round(registration.expires_at - now, 1),
+        }
+    return info
