@@ -43,7 +43,7 @@ from iot_bridge_sim.lwm2m import (
     Lwm2mOptions,
 )
 from iot_bridge_sim.lwm2m_fleet import FleetOptions, Lwm2mFleet
-from iot_bridge_sim.lwm2m_objects import ObjectTree
+from iot_bridge_sim.lwm2m_objects import Lwm2mError, ObjectTree, parse_arguments
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -977,3 +977,30 @@ def test_object_layout_agrees_with_the_object_registry(factory: Any) -> None:
         values = tree.read(instance)
         for path, value in values.items():
             encode(TLV, {path: value}, path)  # typed by the registry: raises on a mismatch
+
+
+@pytest.mark.parametrize(
+    ("payload", "arguments"),
+    [
+        (b"", ()),
+        (b"1", ((1, None),)),
+        (b"0='x'", ((0, "x"),)),
+        (b"0='open',3, 5=''", ((0, "open"), (3, None), (5, ""))),
+    ],
+)
+def test_execute_arguments_follow_the_lwm2m_arglist_syntax(
+    payload: bytes, arguments: tuple[tuple[int, str | None], ...]
+) -> None:
+    assert parse_arguments(payload) == arguments
+
+
+@pytest.mark.parametrize("payload", [b"12", b"a", b"0='x", b"0=x", b"1,,2"])
+def test_malformed_execute_arguments_are_a_4_00(payload: bytes) -> None:
+    with pytest.raises(Lwm2mError) as refused:
+        parse_arguments(payload)
+    assert refused.value.code == "4.00"
+
+
+def test_a_read_format_the_version_lacks_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="read format 112"):
+        Lwm2mClient(parcel_locker(), Lwm2mOptions(version="1.0", read_format=SENML_CBOR))

@@ -232,6 +232,11 @@ class Lwm2mClient:
         self.behaviour = behaviour or Lwm2mBehaviour()
         self.endpoint = self.options.endpoint or model.device_id
         self.formats = self.options.formats or FORMATS[self.options.version]
+        if self.options.read_format not in self.formats:
+            raise ValueError(
+                f"read format {self.options.read_format} is not one this client speaks "
+                f"({', '.join(map(str, self.formats))})"
+            )
         self.lifetime = self.options.lifetime
         self.default_pmin = 0  # resources 1/0/2 and 1/0/3, writable by the server
         self.default_pmax = 0

@@ -53,6 +53,7 @@ ACK_TIMEOUT: Final = 2.0
 MAX_RETRANSMIT: Final = 4
 SEPARATE_RESPONSE_WAIT: Final = 10.0  # after an empty ACK
 DEREGISTER_TIMEOUT: Final = 5.0  # room for one retransmission
+DEREGISTER_IN_FLIGHT: Final = 100
 FORMATS: Final = frozenset(f for f in ContentFormat if f is not ContentFormat.LINK_FORMAT)
 LINKS: Final = '</>;rt="oma.lwm2m";ct=11542,</1>;ver=1.1,</1/0>,</3/0>,</3303/0>'
 DISCOVER: Final = {
@@ -407,8 +408,10 @@ class Lwm2mFleet:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if deregister:
+            # Paced: a storm of De-registers would overflow the server's socket buffer.
+            in_flight = asyncio.Semaphore(DEREGISTER_IN_FLIGHT)
             await asyncio.gather(
-                *(self._deregister(e) for e in self.endpoints if e.location is not None)
+                *(self._deregister(e, in_flight) for e in self.endpoints if e.location is not None)
             )
         for endpoint in self.endpoints:
             if endpoint.transport is not None:
@@ -489,7 +492,12 @@ class Lwm2mFleet:
             busy.add(endpoint)
             task = asyncio.get_running_loop().create_task(coroutine)
             self._tasks.add(task)
-            task.add_done_callback(lambda t: (self._tasks.discard(t), busy.discard(endpoint)))
+
+            def done(task: asyncio.Task[Any]) -> None:
+                self._tasks.discard(task)
+                busy.discard(endpoint)
+
+            task.add_done_callback(done)
 
         while True:
             await asyncio.sleep(0.5)
@@ -504,11 +512,13 @@ class Lwm2mFleet:
                     run(endpoint, self._update(endpoint))
 
     async def _notify_forever(self) -> None:
-        tick = 0.05
         budget, cursor = 0.0, 0
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(tick)
-            budget += self.options.notify_rate * tick
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            budget += self.options.notify_rate * (now - last)  # by the clock: ticks run late
+            last = now
             observed = list(self.observed)
             tries = 0
             while budget >= 1 and observed and tries < len(observed):
@@ -518,10 +528,10 @@ class Lwm2mFleet:
                     budget -= 1
             budget = min(budget, self.options.notify_rate)  # no burst after an idle spell
 
-    async def _deregister(self, endpoint: Endpoint) -> None:
+    async def _deregister(self, endpoint: Endpoint, in_flight: asyncio.Semaphore) -> None:
         assert endpoint.location is not None
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DEREGISTER_TIMEOUT):
+            async with in_flight, asyncio.timeout(DEREGISTER_TIMEOUT):
                 answer = await endpoint.request(
                     aiocoap.Message(code=aiocoap.DELETE, uri_path=endpoint.location)
                 )
@@ -718,9 +728,13 @@ async def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
             latest[index] = json.loads(line)
             print(f"worker {index}: {line.decode().strip()}", flush=True)
 
+    def stop_workers() -> None:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda: [w.send_signal(signal.SIGTERM) for w in workers])
+        loop.add_signal_handler(signum, stop_workers)
     await asyncio.gather(*(relay(i, w) for i, w in enumerate(workers)))
     codes = [await worker.wait() for worker in workers]
     totals = {

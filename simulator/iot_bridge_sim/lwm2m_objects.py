@@ -189,8 +189,8 @@ class ObjectTree:
             resource = self.resource(path)
             if resource.read is None:
                 raise not_allowed(path, "Read")
-            values = self._values(LwM2MPath(*path.ids[:3]), resource.read())
-            return {p: v for p, v in values.items() if p.startswith(path)}
+            below = self._values(LwM2MPath(*path.ids[:3]), resource.read())
+            return {p: v for p, v in below.items() if p.startswith(path)}
         values: dict[LwM2MPath, Value] = {}
         for instance_path in self.instance_paths(path.ids[0]):
             if not instance_path.startswith(path):
@@ -262,7 +262,9 @@ class ObjectTree:
         self.stored = {p: v for p, v in self.stored.items() if not p.startswith(instance)}
 
     def _count(self, counter: LwM2MPath) -> None:
-        self.stored[counter] = int(self.stored[counter]) + 1
+        count = self.stored[counter]
+        assert isinstance(count, int)
+        self.stored[counter] = count + 1
 
     # -- building --------------------------------------------------------------------------
 
