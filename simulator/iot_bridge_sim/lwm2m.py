@@ -94,6 +94,7 @@ ATTRIBUTES: Final[dict[str, type]] = {
 }
 UPDATE_FRACTION: Final = 0.8  # Update at 80 % of the lifetime, as real clients do
 MAX_BACKOFF: Final = 30.0
+LOG_LIMIT: Final = 10_000  # entries kept in received, executed, notifications, registrations
 _MEMORY: Final = 256  # request deliveries remembered for drop_first and retransmissions
 # A response the message layer never sends: ends an observation without telling the server
 # (no_response=26 suppresses 2.xx, 4.xx and 5.xx; RFC 7967).
@@ -109,7 +110,10 @@ class Lwm2mBehaviour(Behaviour):
     """Behaviour plus what only LwM2M has (refuse/jam/silent/drop_first/answer_delay as there).
 
     answer_delay delays the CoAP answer to Execute/Write (an empty ACK comes first);
-    drop_first ignores the first N transmissions of each request (the server retransmits).
+    drop_first ignores the first N transmissions of each request (the server retransmits);
+    silent acts on requests and never answers, not even with an empty ACK; jam answers
+    2.04 and re-reports the unchanged status; report_state has no meaning here (observers
+    always hear of a change).
     """
 
     refuse_code: str = "5.00"  # the code refused Execute/Write answer with, e.g. "4.05"
@@ -360,6 +364,8 @@ class Lwm2mClient:
     async def rebind(self, *, register: bool = False) -> None:
         """A fresh socket on a new port (NAT rebinding): Update from it, or with `register`
         a full Register. Observations on the old socket end with it."""
+        if self._context is None:
+            raise RuntimeError(f"{self.endpoint} is not running")
         async with self._lock:
             old = (self._context, self._cancel_timers)
             await self._open()
@@ -442,7 +448,8 @@ class Lwm2mClient:
         return True  # aiocoap answers retransmissions from its cache
 
     def _record(self, message: aiocoap.Message, handling: str) -> bool:
-        self.received.append(
+        _log(
+            self.received,
             ReceivedRequest(
                 method=message.code.name,
                 path="/" + "/".join(message.opt.uri_path),
@@ -456,7 +463,7 @@ class Lwm2mClient:
                 token=bytes(message.token),
                 received_at=time.time(),
                 handling=handling,
-            )
+            ),
         )
         if handling not in ("served", "retransmission"):
             self._print(f"{self.endpoint} <- {_describe(message)} ({handling}, no answer)")
@@ -624,8 +631,9 @@ class Lwm2mClient:
             self._print(f"{self.endpoint} {operation} failed: {err or type(err).__name__}")
         self._listen()
         dotted = None if answer is None else answer.code.dotted
-        self.registrations.append(
-            RegistrationEvent(operation, dotted, self.port, tuple(query), payload, time.time())
+        _log(
+            self.registrations,
+            RegistrationEvent(operation, dotted, self.port, tuple(query), payload, time.time()),
         )
         if answer is None or not answer.code.is_successful():
             self._print(f"{self.endpoint} {operation} -> {dotted or 'no answer'}")
@@ -848,7 +856,7 @@ class Lwm2mClient:
             self._print(f"{self.endpoint} -- late {command.describe()} failed: {reason}")
 
     def _done(self, operation: str, path: LwM2MPath, detail: str) -> None:
-        self.executed.append(Executed(operation, str(path), detail, time.time()))
+        _log(self.executed, Executed(operation, str(path), detail, time.time()))
         self._state_changed()
 
     def _objects_changed(self) -> None:
@@ -910,14 +918,15 @@ class Lwm2mClient:
             observation.sent_at = asyncio.get_running_loop().time()
             self._listen()
             pipe.add_response(message, is_last=False)
-            self.notifications.append(
+            _log(
+                self.notifications,
                 SentNotification(
                     str(observation.path),
                     observation.sequence,
                     confirmable,
                     {str(p): v for p, v in values.items()},
                     time.time(),
-                )
+                ),
             )
         # Cancelled by GET Observe:1: end the exchange without sending anything.
         pipe.add_response(
@@ -1202,6 +1211,13 @@ def _int_or_none(value: Any) -> int | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _log[T](entries: list[T], entry: T) -> None:
+    """Append to a record list, keeping the newest LOG_LIMIT (a simulator may run for days)."""
+    entries.append(entry)
+    if len(entries) > LOG_LIMIT:
+        del entries[: len(entries) - LOG_LIMIT]
 
 
 def _trim(memory: OrderedDict[Any, Any]) -> None:
