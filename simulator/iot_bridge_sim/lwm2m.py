@@ -621,14 +621,15 @@ class Lwm2mClient:
         self._listen()
         request = context.request(message, handle_blockwise=False)
         answer: aiocoap.Message | None = None
+        failure = "no answer"
         try:
             answer = await asyncio.wait_for(
                 request.response, timeout or self.options.request_timeout
             )
         except TimeoutError:
             request.response.cancel()
-        except aiocoap.error.Error as err:
-            self._print(f"{self.endpoint} {operation} failed: {err or type(err).__name__}")
+        except aiocoap.error.Error as err:  # e.g. ICMP port unreachable: nobody listens
+            failure = str(err) or type(err).__name__
         self._listen()
         dotted = None if answer is None else answer.code.dotted
         _log(
@@ -636,7 +637,7 @@ class Lwm2mClient:
             RegistrationEvent(operation, dotted, self.port, tuple(query), payload, time.time()),
         )
         if answer is None or not answer.code.is_successful():
-            self._print(f"{self.endpoint} {operation} -> {dotted or 'no answer'}")
+            self._print(f"{self.endpoint} {operation} -> {dotted or failure}")
         return answer
 
     async def _reboot(self) -> None:
