@@ -19,6 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m iot_bridge_sim",
         description="Simulated IoT Bridge devices on an MQTT broker (docs/protocols/mqtt.md).",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=["mqtt", "lwm2m"],
+        default="mqtt",
+        help="mqtt (default) or lwm2m (options: --protocol lwm2m --help)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
     parser.add_argument("--prefix", default="iot_bridge", help="discovery prefix")
@@ -84,7 +90,18 @@ def behaviour_from(args: argparse.Namespace) -> Behaviour:
     )
 
 
+def wants_lwm2m(argv: Sequence[str] | None) -> bool:
+    """--protocol lwm2m hands the whole command line to the LwM2M CLI."""
+    protocol = argparse.ArgumentParser(add_help=False)
+    protocol.add_argument("--protocol")
+    return protocol.parse_known_args(argv)[0].protocol == "lwm2m"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if wants_lwm2m(argv):
+        from . import lwm2m_cli  # aiocoap only when asked for
+
+        return lwm2m_cli.main(argv)
     args = build_parser().parse_args(argv)
     done = threading.Event()
 

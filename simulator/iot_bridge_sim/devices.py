@@ -230,7 +230,18 @@ def climate_node(device_id: str = "climate1") -> DeviceModel:
     )
 
 
+def sensor_node(device_id: str = "sensor1") -> DeviceModel:
+    """The climate node plus a dimmable light: every kind of value an IPSO sensor node has."""
+    model = climate_node(device_id)
+    model.name = "Sensor node"
+    model.model = "SN-1"
+    model.capabilities.append({"kind": "light", "key": "light", "confirmable": True})
+    model.state["light"] = {"on": False, "brightness": 128}
+    return model
+
+
 DEVICE_FACTORIES: dict[str, Callable[..., DeviceModel]] = {
     "locker": parcel_locker,
     "climate": climate_node,
+    "sensor": sensor_node,
 }
