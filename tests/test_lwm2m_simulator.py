@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -689,7 +690,12 @@ async def test_silent_client_acts_but_never_answers(
     with pytest.raises(ServerRequestError, match="no answer"):
         await server.request("locker1", aiocoap.POST, "/10359/2/100", payload=b"0", timeout=0.5)
     assert client.model.state["door3_lock"] == "unlocked"
-    assert [r.handling for r in client.received] == ["silent"]
+    # The server retransmits within the request's own time (never after it); the client
+    # recognises the message id and does not act again.
+    handlings = [r.handling for r in client.received]
+    assert handlings[0] == "silent"
+    assert set(handlings[1:]) <= {"retransmission"}
+    assert len({r.message_id for r in client.received}) == 1
 
 
 async def test_a_dropped_transmission_is_retransmitted_and_executed_once(
@@ -884,31 +890,9 @@ async def test_fleet_registers_endpoints_and_serves_them(server: SimServer) -> N
     assert fleet.counters.deregistered == 50
 
 
-def _survive_undecodable_datagrams(server: SimServer) -> list[Exception]:
-    """Workaround, not a fix: aiocoap 0.4.17's udp6 transport catches only UnparsableMessage
-    from Message.decode(); random bytes often raise UnicodeDecodeError (a string option
-    that is not UTF-8), which escapes into the event loop's exception handler once per
-    datagram. Lwm2mServer has to catch that itself (see the report); until it does, the
-    flood test catches it here so the test measures the rest."""
-    caught: list[Exception] = []
-    context = server.lwm2m._context
-    assert context is not None
-    for interface in context.request_interfaces:
-        transport = interface.token_interface.message_interface
-        receive = transport.datagram_msg_received
-
-        def guarded(*args: Any, receive: Any = receive) -> None:
-            try:
-                receive(*args)
-            except UnicodeDecodeError as err:
-                caught.append(err)
-
-        transport.datagram_msg_received = guarded
-    return caught
-
-
-async def test_fleet_process_with_a_hostile_flood(server: SimServer) -> None:
-    undecodable = _survive_undecodable_datagrams(server)
+async def test_fleet_process_with_a_hostile_flood(
+    server: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
     process = await _run_module(
         "iot_bridge_sim.lwm2m_fleet",
         "--server",
@@ -936,7 +920,11 @@ async def test_fleet_process_with_a_hostile_flood(server: SimServer) -> None:
     assert len(finals) == 2
     assert all(final["hostile_sent"] > 0 for final in finals)
     assert all(final["deregistered"] == 10 for final in finals), finals
-    assert undecodable  # the flood did send what aiocoap cannot decode
+    # The server counted the garbage (aiocoap alone lets some of it escape as errors with
+    # tracebacks), logged a bounded number of lines, and nothing reached the event loop.
+    assert server.lwm2m.rejects.counts["malformed datagram"] > 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) < 40
     # The flood left the server serving: a well-behaved client still registers.
     client = Lwm2mClient(parcel_locker("after"), Lwm2mOptions(server=server.uri))
     await client.start()

@@ -9,8 +9,9 @@ memory bounded, and tells the listener exactly which values changed.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .bridge import BridgeListener
@@ -26,6 +27,8 @@ MAX_EARLY_DEVICES: Final = 256
 MAX_EARLY_KEYS: Final = 64
 # (device, cause) pairs remembered so each problem is logged once, not per message.
 _MAX_WARNED: Final = 4096
+_WARNINGS_PER_WINDOW: Final = 10
+_WARNING_WINDOW: Final = 60.0
 
 # The state a confirmed action leaves behind when the device's answer does not say.
 _EXPECTED_STATE: Final[dict[tuple[CapabilityKind, str], Any]] = {
@@ -38,12 +41,22 @@ _EXPECTED_STATE: Final[dict[tuple[CapabilityKind, str], Any]] = {
 
 
 class RejectLog:
-    """Logs a rejected input once per device and cause until that input is good again."""
+    """Logs a rejected input once per device and cause until that input is good again.
 
-    def __init__(self, logger: logging.Logger = _LOGGER) -> None:
+    A flood from many senders (random device ids, new source ports) is still bounded: per
+    cause at most _WARNINGS_PER_WINDOW warnings per window, then one line saying how many
+    more were only counted.
+    """
+
+    def __init__(
+        self, logger: logging.Logger = _LOGGER, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.counts: Counter[str] = Counter()
         self._logger = logger
+        self._clock = clock
         self._warned: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # cause -> (window start, warnings in it, warnings held back)
+        self._windows: dict[str, tuple[float, int, int]] = {}
 
     def reject(self, device_id: str, cause: str, message: str) -> None:
         """Count a rejection; warn the first time for this device and cause."""
@@ -55,7 +68,25 @@ class RejectLog:
         self._warned[key] = None
         while len(self._warned) > _MAX_WARNED:
             self._warned.popitem(last=False)
-        self._logger.warning("%s", message)
+        if self._allowed(cause):
+            self._logger.warning("%s", message)
+        else:
+            self._logger.debug("%s", message)
+
+    def _allowed(self, cause: str) -> bool:
+        now = self._clock()
+        start, warned, held = self._windows.get(cause, (now, 0, 0))
+        if now - start >= _WARNING_WINDOW:
+            if held:
+                self._logger.warning(
+                    "%d more rejections (%s) from other senders were only counted", held, cause
+                )
+            start, warned, held = now, 0, 0
+        if warned < _WARNINGS_PER_WINDOW:
+            self._windows[cause] = (start, warned + 1, held)
+            return True
+        self._windows[cause] = (start, warned, held + 1)
+        return False
 
     def accept(self, device_id: str, cause: str) -> None:
         """The input is good again: a new problem will be logged again."""

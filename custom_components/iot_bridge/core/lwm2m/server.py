@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -22,6 +23,7 @@ from typing import Any, Final, Protocol
 
 import aiocoap
 import aiocoap.error
+import aiocoap.numbers
 import aiocoap.resource
 from aiocoap.numbers.codes import Code
 
@@ -39,6 +41,10 @@ _LOGGER = logging.getLogger(__name__)
 _LINK_FORMAT: Final = 40
 # How often lapsed registrations are looked for; a lifetime is whole seconds anyway.
 _EXPIRY_TICK: Final = 1.0
+_STANDARD_ACK_TIMEOUT: Final = 2.0
+_STANDARD_RETRANSMITS: Final = 4
+_MIN_ACK_TIMEOUT: Final = 0.05
+_RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 
 
 class RegistrationListener(Protocol):
@@ -65,6 +71,8 @@ class Response:
     code: Code
     payload: bytes
     content_format: int | None
+    # Location-Path of a Create's answer: the new instance.
+    location: tuple[str, ...] = ()
 
     @property
     def success(self) -> bool:
@@ -137,6 +145,8 @@ class Lwm2mServer:
         self._context: aiocoap.Context | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self._cancel_timers: Callable[[], None] = lambda: None
+        # One exchange at a time per client (see _exchange).
+        self._turns: dict[str, asyncio.Lock] = {}
 
     @property
     def running(self) -> bool:
@@ -152,7 +162,9 @@ class Lwm2mServer:
             )
         except OSError as err:
             raise BridgeStartError(f"cannot listen on {self.host}:{self.port}: {err}") from err
-        _exclusive(context)
+        _tune_socket(context)
+        _guard_datagrams(context, self._bad_datagram)
+        _UNPARSABLE.attach(self._bad_datagram)
         self._cancel_timers = track_timers(context)
         self._context = context
         self._expiry_task = asyncio.create_task(self._expire_forever(), name="iot_bridge_lwm2m")
@@ -166,7 +178,14 @@ class Lwm2mServer:
                 await task
         context, self._context = self._context, None
         if context is not None:
+            _UNPARSABLE.detach(self._bad_datagram)
             await shutdown(context, self._cancel_timers)
+
+    def _bad_datagram(self, source: str, problem: str) -> None:
+        """A datagram that is not CoAP (or that aiocoap choked on): count it, log it once."""
+        self.rejects.reject(
+            source, "malformed datagram", f"Dropped a malformed datagram from {source}: {problem}"
+        )
 
     # -- registration interface -----------------------------------------------------------
 
@@ -181,10 +200,9 @@ class Lwm2mServer:
         except UnknownRegistration as err:
             return _answer(aiocoap.NOT_FOUND, str(err))
         except RegistrationError as err:
+            sender = _sender(request)
             self.rejects.reject(
-                _source(request),
-                "registration",
-                f"Refused LwM2M request from {_source(request)}: {err}",
+                sender, "registration", f"Refused LwM2M request from {sender}: {err}"
             )
             return _answer(aiocoap.BAD_REQUEST, str(err))
         return _answer(aiocoap.NOT_FOUND, "this server offers /rd only")
@@ -196,7 +214,7 @@ class Lwm2mServer:
         registration, previous = self.registrations.register(
             request.opt.uri_query, request.payload, request.remote
         )
-        self.rejects.accept(_source(request), "registration")
+        self.rejects.accept(_sender(request), "registration")
         _LOGGER.debug(
             "LwM2M client %s registered from %s as %s (lifetime %s s, binding %s)",
             registration.endpoint,
@@ -273,10 +291,8 @@ class Lwm2mServer:
     ) -> Response:
         """One confirmable request to a client, answered within `timeout` seconds or failed.
 
-        aiocoap waits for a separate response forever after an empty ACK, so the timeout is
-        ours; the caller derives it from its own deadline.
+        Never sent after the timeout, and its retransmissions end within it: see _exchange.
         """
-        context = self._require_context()
         message = self._message(
             registration,
             code,
@@ -286,15 +302,8 @@ class Lwm2mServer:
             accept=accept,
             query=query,
         )
-        pending = context.request(message)
-        try:
-            answer = await asyncio.wait_for(pending.response, timeout=max(0.0, timeout))
-        except TimeoutError:
-            pending.response.cancel()
-            raise ServerRequestError(f"no answer within {timeout:.3g} s") from None
-        except aiocoap.error.Error as err:
-            raise ServerRequestError(str(err) or type(err).__name__) from err
-        return Response(answer.code, answer.payload, answer.opt.content_format)
+        _, answer = await self._exchange(registration, message, timeout)
+        return _response(answer)
 
     async def observe(
         self,
@@ -309,32 +318,55 @@ class Lwm2mServer:
         The iterator ends when the client cancels or the observation fails; stopping it
         from our side is `cancel_observation`, which tells the client on the wire.
         """
-        context = self._require_context()
         message = self._message(registration, aiocoap.GET, path, accept=accept, observe=0)
-        pending = context.request(message)
-        try:
-            answer = await asyncio.wait_for(pending.response, timeout=max(0.0, timeout))
-        except TimeoutError:
-            pending.observation.cancel()
-            raise ServerRequestError(f"no answer within {timeout:.3g} s") from None
-        except aiocoap.error.Error as err:
-            raise ServerRequestError(str(err) or type(err).__name__) from err
-        first = Response(answer.code, answer.payload, answer.opt.content_format)
-        return first, _notifications(pending)
+        pending, answer = await self._exchange(registration, message, timeout)
+        return _response(answer), _notifications(pending)
 
     async def cancel_observation(
         self, registration: Registration, path: str, *, timeout: float
     ) -> None:
-        """Tell the client to stop notifying (GET with Observe: 1); aiocoap's own cancel
-        only forgets the observation locally."""
+        """Tell the client to stop notifying: GET with Observe: 1 on the same path.
+
+        aiocoap's own cancel only forgets the observation locally. The cancel carries a new
+        token (aiocoap assigns tokens), which clients that match the path honour; one that
+        matches tokens gets a Reset for its next confirmable notification instead.
+        """
+        message = self._message(registration, aiocoap.GET, path, observe=1)
         with contextlib.suppress(ServerRequestError):
-            context = self._require_context()
-            message = self._message(registration, aiocoap.GET, path, observe=1)
-            pending = context.request(message)
-            try:
-                await asyncio.wait_for(pending.response, timeout=max(0.0, timeout))
-            except (TimeoutError, aiocoap.error.Error):
-                pending.response.cancel()
+            await self._exchange(registration, message, timeout)
+
+    async def _exchange(
+        self, registration: Registration, message: aiocoap.Message, timeout: float
+    ) -> tuple[Any, aiocoap.Message]:
+        """Send one request and wait for its answer, within `timeout` seconds.
+
+        aiocoap keeps one exchange per client open at a time and queues the rest; a request
+        it queued could go out after its caller gave up, and its retransmissions would run
+        on after a timeout. So requests to a client take turns here (never queued inside
+        aiocoap), each with retransmission timing that ends within its own time.
+        """
+        context = self._require_context()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(0.0, timeout)
+        lock = self._turns.setdefault(registration.endpoint, asyncio.Lock())
+        try:
+            async with asyncio.timeout_at(until):
+                async with lock:
+                    message.transport_tuning = _tuning_within(until - loop.time())
+                    pending = context.request(message)
+                    try:
+                        answer = await pending.response
+                    except BaseException:
+                        pending.response.cancel()
+                        raise
+        except (TimeoutError, aiocoap.error.ConRetransmitsExceeded):
+            raise ServerRequestError(f"no answer within {timeout:.3g} s") from None
+        except aiocoap.error.Error as err:
+            raise ServerRequestError(str(err) or type(err).__name__) from err
+        finally:
+            if not lock.locked() and not lock._waiters:
+                self._turns.pop(registration.endpoint, None)
+        return pending, answer
 
     def _require_context(self) -> aiocoap.Context:
         if self._context is None:
@@ -342,14 +374,49 @@ class Lwm2mServer:
         return self._context
 
 
+@functools.cache
+def _tuning(ack_timeout: float, retransmits: int) -> aiocoap.numbers.TransportTuning:
+    class WithinDeadline(aiocoap.numbers.TransportTuning):  # type: ignore[misc]
+        ACK_TIMEOUT = ack_timeout
+        MAX_RETRANSMIT = retransmits
+
+    return WithinDeadline()
+
+
+def _tuning_within(seconds: float) -> aiocoap.numbers.TransportTuning:
+    """Retransmission timing whose last transmission and give-up fall within `seconds`.
+
+    CoAP waits ACK_TIMEOUT x (1 to 1.5) and doubles it per retransmission: giving up takes
+    up to ACK_TIMEOUT x 1.5 x (2^(n+1) - 1) for n retransmissions. The standard timing
+    (2 s, 4 retransmissions: 93 s) is kept where it fits; shorter times send fewer
+    retransmissions, and below 4.5 s a shorter ACK_TIMEOUT keeps one retransmission.
+    """
+    for retransmits in range(_STANDARD_RETRANSMITS, 0, -1):
+        if _STANDARD_ACK_TIMEOUT * 1.5 * (2 ** (retransmits + 1) - 1) <= seconds:
+            return _tuning(_STANDARD_ACK_TIMEOUT, retransmits)
+    ack_timeout = max(_MIN_ACK_TIMEOUT, round(seconds / (1.5 * 3), 2))
+    return _tuning(ack_timeout, 1)
+
+
+def _response(message: aiocoap.Message) -> Response:
+    return Response(
+        message.code,
+        message.payload,
+        message.opt.content_format,
+        tuple(message.opt.location_path),
+    )
+
+
 async def _notifications(pending: Any) -> AsyncIterator[Response]:
     try:
         async for notification in pending.observation:
-            yield Response(notification.code, notification.payload, notification.opt.content_format)
+            yield _response(notification)
     except aiocoap.error.Error as err:
         _LOGGER.debug("Observation ended: %s", err)
     finally:
-        pending.observation.cancel()
+        # An error notification has cancelled it already; cancelling twice asserts.
+        if not pending.observation.cancelled:
+            pending.observation.cancel()
 
 
 def _answer(code: Code, reason: str) -> aiocoap.Message:
@@ -364,22 +431,104 @@ def _check_link_format(request: aiocoap.Message) -> None:
 
 
 def _source(request: aiocoap.Message) -> str:
-    """The client's address for log lines (host only: ports change with NAT)."""
+    """The client's address and port for log lines and per-sender limits."""
     try:
-        return str(request.remote.hostinfo).rsplit(":", 1)[0].strip("[]") or "?"
-    except (AttributeError, ValueError):
+        return str(request.remote.hostinfo)
+    except AttributeError:
         return "?"
 
 
-def _exclusive(context: aiocoap.Context) -> None:
-    """Clear SO_REUSEPORT on our bound socket, so nobody can bind the port after us and
-    silently take half of the datagrams."""
+def _sender(request: aiocoap.Message) -> str:
+    """Who a registration request is from: its endpoint name when it gives one (the same
+    client from a new port is the same client), else its address."""
+    for item in request.opt.uri_query:
+        name, _, value = item.partition("=")
+        if name == "ep" and value:
+            return f"endpoint {value[:64]!r}"
+    return _source(request)
+
+
+def _message_interfaces(context: aiocoap.Context) -> list[Any]:
+    interfaces = []
     for interface in getattr(context, "request_interfaces", ()):
         message_interface = getattr(
             getattr(interface, "token_interface", None), "message_interface", None
         )
+        if message_interface is not None:
+            interfaces.append(message_interface)
+    return interfaces
+
+
+def _tune_socket(context: aiocoap.Context) -> None:
+    """Make our bound socket exclusive and give it room for registration storms.
+
+    SO_REUSEPORT is cleared so nobody can bind the port after us and silently take half of
+    the datagrams. The receive buffer is raised because a burst of a thousand Register
+    requests overflows the default ~200 KiB and the kernel drops the rest (the clients
+    only retry seconds later); the kernel caps it at net.core.rmem_max.
+    """
+    for message_interface in _message_interfaces(context):
         transport = getattr(message_interface, "transport", None)
         sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None and hasattr(socket, "SO_REUSEPORT"):
-            with contextlib.suppress(OSError):
+        if sock is None:
+            continue
+        with contextlib.suppress(OSError):
+            if hasattr(socket, "SO_REUSEPORT"):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+
+
+def _guard_datagrams(context: aiocoap.Context, report: Callable[[str, str], None]) -> None:
+    """aiocoap only catches its own parse error: other garbage (bad UTF-8 in a text
+    option, ...) escapes to the event loop as an error with a traceback, per datagram."""
+    for message_interface in _message_interfaces(context):
+        received = message_interface.datagram_msg_received
+
+        def guarded(
+            data: bytes, ancdata: Any, flags: int, address: Any, received: Any = received
+        ) -> None:
+            try:
+                received(data, ancdata, flags, address)
+            except Exception as err:
+                report(_address(address), f"{type(err).__name__}: {str(err)[:80]}")
+
+        message_interface.datagram_msg_received = guarded
+
+
+def _address(address: Any) -> str:
+    try:
+        host, port = address[0], address[1]
+    except (IndexError, TypeError):
+        return "?"
+    return f"[{host}]:{port}"
+
+
+class _UnparsableFilter(logging.Filter):
+    """Turns aiocoap's per-datagram "Ignoring unparsable message" warning into a counted,
+    once-per-sender rejection (a flood of garbage must not flood the log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reporters: list[Callable[[str, str], None]] = []
+
+    def attach(self, reporter: Callable[[str, str], None]) -> None:
+        if not self._reporters:
+            logging.getLogger("coap-server").addFilter(self)
+        self._reporters.append(reporter)
+
+    def detach(self, reporter: Callable[[str, str], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._reporters.remove(reporter)
+        if not self._reporters:
+            logging.getLogger("coap-server").removeFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Ignoring unparsable message"):
+            return True
+        source = _address(record.args[0]) if isinstance(record.args, tuple) and record.args else "?"
+        for reporter in self._reporters:
+            reporter(source, "not a CoAP message")
+        return False
+
+
+_UNPARSABLE = _UnparsableFilter()
