@@ -577,7 +577,7 @@ class Lwm2mClient:
             if answer is not None and answer.code == aiocoap.CHANGED:
                 self._announced = (new_links, self.lifetime, self.binding)
                 return "ok"
-            if answer is not None and answer.code.is_clienterror_answer():
+            if answer is not None and answer.code.class_ == 4:
                 self._forget_registration("the server forgot the registration")
                 return "gone"
             self._forget_registration("Update unanswered")

@@ -1,0 +1,278 @@
+"""The LwM2M bridge against simulated clients on real UDP: registrations become devices,
+objects become capabilities, notifications become state, commands are confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from custom_components.iot_bridge.core.bridge import Admission
+from custom_components.iot_bridge.core.commands import CommandEngine
+from custom_components.iot_bridge.core.lwm2m.bridge import Lwm2mBridge, Lwm2mSettings
+from custom_components.iot_bridge.core.model import CommandResult, CommandStatus, Device
+from iot_bridge_sim.devices import parcel_locker, sensor_node
+from iot_bridge_sim.lwm2m import Lwm2mBehaviour, Lwm2mClient, Lwm2mOptions
+
+from .common import wait_for
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+class Listener:
+    """BridgeListener that records what the hub would hear."""
+
+    def __init__(self) -> None:
+        self.discovered: list[str] = []
+        self.removed: list[str] = []
+        self.changes: list[tuple[str, frozenset[str] | None]] = []
+
+    def device_discovered(self, device: Device, previous: Device | None) -> None:
+        self.discovered.append(device.device_id)
+
+    def device_removed(self, device_id: str) -> None:
+        self.removed.append(device_id)
+
+    def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
+        self.changes.append((device.device_id, changed))
+
+    def connection_changed(self, connected: bool) -> None:
+        """Not used by a server."""
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Rig:
+    """A started bridge and the clients a test starts against it."""
+
+    def __init__(self, bridge: Lwm2mBridge, listener: Listener) -> None:
+        self.bridge = bridge
+        self.listener = listener
+        self.clients: list[Lwm2mClient] = []
+        self.uri = f"coap://127.0.0.1:{bridge.settings.port}"
+
+    async def client(
+        self,
+        model: Any = None,
+        behaviour: Lwm2mBehaviour | None = None,
+        **options: Any,
+    ) -> Lwm2mClient:
+        client = Lwm2mClient(
+            model or parcel_locker(),
+            Lwm2mOptions(server=self.uri, **options),
+            behaviour=behaviour,
+        )
+        await client.start()
+        self.clients.append(client)
+        return client
+
+    async def device(self, name: str = "locker1") -> Device:
+        await wait_for(lambda: name in self.bridge.devices, what=f"device {name}")
+        return self.bridge.devices[name]
+
+    async def command(
+        self, device: str, key: str, action: str, deadline: float = 2.0, **params: Any
+    ) -> CommandResult:
+        capability = self.bridge.devices[device].capabilities[key]
+        command = self.bridge.engine.new_command(
+            device, key, action, params, deadline=deadline, retries=2
+        )
+        return await self.bridge.execute(command, capability)
+
+
+MakeRig = Callable[..., Awaitable[Rig]]
+
+
+@pytest.fixture
+async def make_rig() -> AsyncGenerator[MakeRig]:
+    rigs: list[Rig] = []
+
+    async def make(
+        admission: Callable[[str], Admission] = lambda _ep: Admission.ACCEPTED,
+        **settings: Any,
+    ) -> Rig:
+        listener = Listener()
+        bridge = Lwm2mBridge(
+            Lwm2mSettings(host="127.0.0.1", port=_free_udp_port(), **settings),
+            CommandEngine(),
+            listener,
+            admission=admission,
+        )
+        await bridge.start()
+        rig = Rig(bridge, listener)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        for client in rig.clients:
+            await client.stop()
+        await rig.bridge.stop()
+
+
+async def test_registered_locker_becomes_a_device_with_entities(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    await rig.client()
+    device = await rig.device()
+    caps = device.capabilities
+    assert caps["10359_0"].kind.value == "lock"
+    assert caps["10351_0_50"].kind.value == "binary_sensor"
+    assert caps["10351_0_100"].kind.value == "button"
+    assert caps["3303_0_5700"].device_class == "temperature"
+    assert caps["3303_0_5700"].unit == "°C"  # UCUM "Cel" from 5701
+    assert caps["3_0_9"].category == "diagnostic"
+    assert caps["3_0_4"].device_class == "restart"
+    assert device.info.manufacturer == "IoT Bridge demo"
+    await wait_for(lambda: device.state.get("10359_0") == "locked")
+    assert device.state["10351_0_50"] is False
+    assert device.state["3303_0_5700"] == 21.5
+
+
+async def test_notifications_update_state(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    client = await rig.client()
+    device = await rig.device()
+    await wait_for(lambda: device.state.get("3303_0_5700") == 21.5)
+    client.publish_state({"temperature": 25.25})
+    await wait_for(lambda: device.state.get("3303_0_5700") == 25.25, what="notification")
+
+
+async def test_lock_unlock_is_confirmed_by_the_observed_status(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    client = await rig.client()
+    device = await rig.device()
+    await wait_for(lambda: device.state.get("10359_0") == "locked")
+    result = await rig.command("locker1", "10359_0", "unlock")
+    assert result.status is CommandStatus.CONFIRMED, result
+    assert device.state["10359_0"] == "unlocked"
+    assert client.model.state["door1_lock"] == "unlocked"
+    result = await rig.command("locker1", "10359_0", "open")
+    assert result.status is CommandStatus.CONFIRMED, result
+    await wait_for(lambda: device.state.get("10351_0_50") is True)
+    assert len(client.executed) == 2
+
+
+async def test_refused_execute_is_rejected_with_the_device_reason(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    await rig.client(behaviour=Lwm2mBehaviour(refuse="door blocked", refuse_code="4.05"))
+    await rig.device()
+    result = await rig.command("locker1", "10359_1", "unlock")
+    assert result.status is CommandStatus.REJECTED
+    assert result.reason is not None
+    assert "4.05" in result.reason
+    assert "door blocked" in result.reason
+
+
+async def test_jammed_lock_is_rejected_before_the_deadline(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    await rig.client(behaviour=Lwm2mBehaviour(jam={"door2_lock"}))
+    await rig.device()
+    started = asyncio.get_running_loop().time()
+    result = await rig.command("locker1", "10359_1", "unlock", deadline=1.0)
+    assert result.status is CommandStatus.REJECTED
+    assert "stayed" in (result.reason or "")
+    assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_late_status_still_confirms_within_the_deadline(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    await rig.client(behaviour=Lwm2mBehaviour(status_delay=0.4))
+    device = await rig.device()
+    result = await rig.command("locker1", "10359_2", "unlock", deadline=2.0)
+    assert result.status is CommandStatus.CONFIRMED, result
+    assert result.latency_ms >= 350
+    assert device.state["10359_2"] == "unlocked"
+
+
+async def test_silent_device_times_out_and_executes_once(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    client = await rig.client()
+    await rig.device()
+    client.behaviour.silent = True
+    result = await rig.command("locker1", "10359_0", "unlock", deadline=1.0)
+    assert result.status is CommandStatus.TIMEOUT
+    assert result.attempts == 1  # an Execute is never sent again as a new request
+    assert len({r.message_id for r in client.received if r.path == "/10359/0/100"}) == 1
+    assert len([e for e in client.executed if e.path == "/10359/0/100"]) == 1
+
+
+async def test_writes_confirm_for_switch_number_and_light(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    client = await rig.client(sensor_node())
+    device = await rig.device("sensor1")
+    assert (
+        await rig.command("sensor1", "3312_0_5850", "turn_on")
+    ).status is CommandStatus.CONFIRMED
+    assert device.state["3312_0_5850"] is True
+    result = await rig.command("sensor1", "3308_0_5900", "set", value=22.5)
+    assert result.status is CommandStatus.CONFIRMED, result
+    assert device.state["3308_0_5900"] == 22.5
+    result = await rig.command("sensor1", "3311_0", "turn_on", brightness=128)
+    assert result.status is CommandStatus.CONFIRMED, result
+    assert device.state["3311_0"]["on"] is True
+    assert client.model.state["light"]["on"] is True
+
+
+async def test_unknown_object_still_appears(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    await rig.client(sensor_node(), vendor_object=True)
+    device = await rig.device("sensor1")
+    vendor = {key: cap for key, cap in device.capabilities.items() if key.startswith("31024_")}
+    assert vendor, device.capabilities
+    sensors = [cap for cap in vendor.values() if cap.kind.value == "sensor"]
+    assert sensors
+    assert all(cap.category == "diagnostic" for cap in sensors)
+
+
+async def test_pending_endpoint_gets_nothing_until_admitted(make_rig: MakeRig) -> None:
+    asked: list[str] = []
+
+    def ask(endpoint: str) -> Admission:
+        asked.append(endpoint)
+        return Admission.PENDING
+
+    rig = await make_rig(admission=ask)
+    client = await rig.client()
+    await wait_for(lambda: asked == ["locker1"])
+    await asyncio.sleep(0.3)
+    assert "locker1" not in rig.bridge.devices
+    assert client.received == []  # no request beyond the registration's answer
+    await rig.bridge.admit("locker1")
+    await rig.device()
+    assert client.received
+
+
+async def test_expiry_makes_unavailable_and_update_brings_back(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    client = await rig.client(lifetime=1)
+    device = await rig.device()
+    assert device.available
+    client.go_offline()  # stops updating
+    await wait_for(lambda: not device.available, timeout=6, what="lifetime expiry")
+    client.go_online()  # its Update gets 4.04 (the server forgot it), so it registers again
+    await wait_for(
+        lambda: rig.bridge.devices["locker1"].available, timeout=6, what="back on Register"
+    )
+    assert rig.listener.removed == []  # a returning endpoint keeps its device and entities
+
+
+async def test_new_address_keeps_the_device_and_its_observations(make_rig: MakeRig) -> None:
+    rig = await make_rig()
+    client = await rig.client()
+    device = await rig.device()
+    await wait_for(lambda: device.state.get("3303_0_5700") == 21.5)
+    await client.rebind()  # NAT rebinding: same endpoint, new port, an Update
+    await asyncio.sleep(0.3)
+    client.publish_state({"temperature": 19.0})
+    await wait_for(
+        lambda: rig.bridge.devices["locker1"].state.get("3303_0_5700") == 19.0,
+        what="notification from the new address",
+    )
+    assert rig.listener.removed == []
