@@ -89,6 +89,7 @@ class Rule:
     control: int | None = None
     open_object: int | None = None
     confirm: tuple[int, Value] | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,10 @@ class Binding:
             expect = None
             if rule is not None and rule.confirm is not None:
                 expect = Expectation(self.instance.child(rule.confirm[0]), rule.confirm[1])
-            return Operation(Method.EXECUTE, self.instance.child(resource), expect=expect)
+            arguments = rule.arguments if rule is not None else ""
+            return Operation(
+                Method.EXECUTE, self.instance.child(resource), arguments=arguments, expect=expect
+            )
         assert rule is not None  # only rule-backed capabilities take other commands
         state = self.instance.child(rule.resource)
         if kind is CapabilityKind.LOCK:
@@ -170,8 +174,12 @@ class Binding:
             if self.open_instance is None:
                 raise ValueError("this lock has no door to open (no Door object instance)")
             door = self.open_instance
+            # The Door object's control: argument 1 opens (0 would close).
             return Operation(
-                Method.EXECUTE, door.child(100), expect=Expectation(door.child(50), True)
+                Method.EXECUTE,
+                door.child(100),
+                arguments="1",
+                expect=Expectation(door.child(50), True),
             )
         assert rule.control is not None
         lock = action == "lock"
@@ -233,6 +241,7 @@ def _rule(raw: Mapping[str, Any]) -> Rule:
         control=raw.get("control"),
         open_object=raw.get("open_object"),
         confirm=(int(confirm["resource"]), confirm["value"]) if confirm else None,
+        arguments=str(raw.get("arguments", "")),
     )
 
 
