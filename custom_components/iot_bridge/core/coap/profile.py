@@ -37,6 +37,7 @@ WELL_KNOWN_CORE: Final = (".well-known", "core")
 _DEVICE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _KEY_CHARS: Final = re.compile(r"[^A-Za-z0-9_-]+")
 _CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
+_INTEGER: Final = re.compile(r"[-+]?[0-9]{1,15}")
 
 # CoRE interface descriptions (draft-ietf-core-interfaces): read-only or settable.
 IF_SENSOR: Final = "core.s"
@@ -480,6 +481,8 @@ def decode_value(resource: Resource, payload: bytes, content_format: int | None)
         raise ProfileError(f"object has no '{resource.prop}' or 'value' member")
     if isinstance(data, list):
         raise ProfileError("an array is not a value")
+    if isinstance(data, str) and _INTEGER.fullmatch(data):
+        return int(data)  # text "400" is the number 400, as JSON's 400 would be
     return data
 
 
