@@ -215,14 +215,21 @@ class CoapDeviceSimulator:
         )
         self._print(f"{self.device_id} online (CoAP, {where}{group})")
 
-    def stop(self) -> None:
-        """Go offline: close the socket (observers are not told, like a device losing power)."""
+    def stop(self, clear: bool = False) -> None:
+        """Go offline: close the socket (observers are not told, like a device losing power).
+
+        `clear` exists for the fleet helpers; a CoAP device has nothing stored elsewhere.
+        """
         if self._thread is None or self._loop is None:
             return
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(START_TIMEOUT)
         self._halt()
         self._print(f"{self.device_id} offline (CoAP)")
+
+    def crash(self) -> None:
+        """Vanish: for a CoAP device the same as going offline."""
+        self.stop()
 
     def publish_state(self, values: dict[str, Any]) -> None:
         """Change values on the device; observers get notified."""
