@@ -56,7 +56,7 @@ async def test_cli_runs_coap_devices() -> None:
             except Exception:  # not bound yet
                 await asyncio.sleep(0.1)
         assert found is not None
-        assert (found.device_id, found.name) == ("coap-locker1", "Parcel locker (CoAP)")
+        assert (found.device_id, found.name) == ("coap-locker1", "CoAP parcel locker")
         assert {r.content_format for r in found.description.resources.values()} == {60}
         result = await scan([ScanTarget(ALL_COAP_NODES_IPV4, HOST, discovery)], wait=0.5)
         assert sorted(answer.port for answer in result.answers) == [first, first + 1]
@@ -72,8 +72,8 @@ def test_fleet_ids_names_and_ports() -> None:
     """Repeated kinds count up; CoAP names stand apart from the MQTT devices'."""
     fleet = build_coap_fleet(["locker", "locker", "climate"], first_port=6000, first_number=2)
     assert [(sim.device_id, sim.name, sim.port) for sim in fleet] == [
-        ("coap-locker2", "Parcel locker (CoAP)", 6000),
-        ("coap-locker3", "Parcel locker (CoAP)", 6001),
-        ("coap-climate2", "Climate node (CoAP)", 6002),
+        ("coap-locker2", "CoAP parcel locker", 6000),
+        ("coap-locker3", "CoAP parcel locker", 6001),
+        ("coap-climate2", "CoAP climate node", 6002),
     ]
     assert not any(sim.running for sim in fleet)

@@ -67,8 +67,8 @@ def build_coap_fleet(
     multicast: MulticastSettings | None = None,
     first_number: int = 1,
 ) -> list[CoapDeviceSimulator]:
-    """One CoAP server per kind (ids coap-locker1, ...; names end in "(CoAP)" so they stand
-    apart from MQTT devices of the same model); port 0 picks free ports."""
+    """One CoAP server per kind (ids coap-locker1, ...; names start with "CoAP" so they
+    stand apart from MQTT devices of the same model); port 0 picks free ports."""
     counts: dict[str, int] = {}
     fleet = []
     for index, kind in enumerate(kinds):
@@ -85,7 +85,7 @@ def build_coap_fleet(
                 separate_response=separate_response,
                 max_age=max_age,
                 multicast=multicast,
-                name=f"{model.name} (CoAP)",
+                name=f"CoAP {model.name[:1].lower()}{model.name[1:]}",
             )
         )
     return fleet
