@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import Any
@@ -516,3 +517,42 @@ async def test_diagnostics(
         "oic.r.temperature",
     }
     assert diagnostics["devices"]["locker1"]["available"] is True
+
+
+async def test_older_notification_does_not_undo_a_confirmation(
+    hass: HomeAssistant, start_coap_sim: StartSim
+) -> None:
+    """A notification sent before a command can arrive after its response (confirmable
+    ones queue on the device behind unacknowledged ones; this one lags 0.2 s): it must not
+    show the old state after the confirmed one."""
+    sim = await start_coap_sim(
+        parcel_locker(), confirmable_notifications=True, notification_delay=0.2
+    )
+    entry = await _hub(hass, sim)
+    await wait_for(lambda: _state(hass, LOCK_2) == LockState.LOCKED)
+    states = _record_states(hass, LOCK_2)
+    for _ in range(3):
+        for action in ("open", "lock"):
+            await hass.services.async_call(
+                LOCK_DOMAIN, action, {ATTR_ENTITY_ID: LOCK_2}, blocking=True
+            )
+    await asyncio.sleep(1)  # let every notification in flight arrive
+    transitions = set(itertools.pairwise(states))
+    assert (LockState.LOCKED, LockState.OPEN) not in transitions, states
+    assert (LockState.OPEN, LockState.LOCKED) not in transitions, states
+    assert states[-1] == LockState.LOCKED
+    assert _bridge(entry).diagnostics()["notifications_held_after_commands"] >= 6
+
+
+async def test_change_right_after_a_confirmation_still_shows(
+    hass: HomeAssistant, locker: CoapDeviceSimulator, locker_hub: MockConfigEntry
+) -> None:
+    """A device that re-locks itself just after opening: the held-back notification
+    differs from the confirmed value, so the resource is read again and shows it."""
+    await _open(hass)
+    assert _state(hass, LOCK_2) == LockState.OPEN
+    await hass.async_add_executor_job(locker.publish_state, {"door2_lock": "locked"})
+    await wait_for(lambda: _state(hass, LOCK_2) == LockState.LOCKED, what="the re-lock")
+    gets = [r for r in locker.received if r.method == "GET" and r.path == "/door2_lock"]
+    assert [r.observe for r in gets][-1] is None  # the re-read, not a registration
+    assert _bridge(locker_hub).diagnostics()["notifications_held_after_commands"] >= 1

@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 import aiocoap
 import aiocoap.resource as coap_resource
 import cbor2
-from aiocoap import Message
+from aiocoap import Message, Reliable, Unreliable
 from aiocoap import error as coap_error
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import NON
@@ -54,6 +54,10 @@ SENSOR_TYPES: Final = {
     "atmospheric_pressure": "oic.r.sensor.atmosphericpressure",
     "carbon_dioxide": "oic.r.sensor.carbondioxide",
     "battery": "oic.r.energy.battery",
+    "power": "urn:oma:lwm2m:ext:3328",
+    "energy": "urn:oma:lwm2m:ext:3331",
+    "voltage": "urn:oma:lwm2m:ext:3316",
+    "current": "urn:oma:lwm2m:ext:3317",
 }
 BINARY_TYPES: Final = {
     "door": "oic.r.door",
@@ -129,6 +133,8 @@ class CoapDeviceSimulator:
         separate_response: bool = False,
         multicast: MulticastSettings | None = None,
         name: str | None = None,
+        confirmable_notifications: bool = False,
+        notification_delay: float = 0.0,
     ) -> None:
         self.model = model
         self.host = host
@@ -138,6 +144,10 @@ class CoapDeviceSimulator:
         self.separate_response = separate_response
         self.multicast = multicast
         self.name = name or model.name
+        # Changes go out as NON by default (the profile's advice); True: always CON.
+        self.confirmable_notifications = confirmable_notifications
+        # A device whose notifications lag behind its responses (the value as it was).
+        self.notification_delay = notification_delay
         self._behaviour = behaviour or Behaviour()
         self._processor = CommandProcessor(model, _WithoutDrops(self._behaviour))  # type: ignore[arg-type]
         self._print = printer or print_line
@@ -237,6 +247,23 @@ class CoapDeviceSimulator:
             self.model.state |= values
         self._call(self._notify, set(values))
 
+    def notify_sequence(self, updates: list[dict[str, Any]], timeout: float = 120.0) -> float:
+        """Apply each update in turn, notifying observers of each one (the device's own
+        loop yields between them); returns the seconds it took. For benchmarks."""
+        if self._loop is None:
+            raise RuntimeError("the device is not running")
+        future = asyncio.run_coroutine_threadsafe(self._notify_each(updates), self._loop)
+        return future.result(timeout)
+
+    async def _notify_each(self, updates: list[dict[str, Any]]) -> float:
+        started = time.perf_counter()
+        for values in updates:
+            with self._processor.lock:
+                self.model.state |= values
+            self._notify(set(values))
+            await asyncio.sleep(0)
+        return time.perf_counter() - started
+
     def set_multicast(self, multicast: MulticastSettings | None) -> None:
         """Where to listen for discovery from the next start on."""
         self.multicast = multicast
@@ -310,12 +337,23 @@ class CoapDeviceSimulator:
         while True:
             await asyncio.sleep(max(0.2, self.max_age * 0.8))
             for resource in self._resources.values():
+                # Confirmable now and then, as RFC 7641 asks: a client that went away
+                # answers with RST and is dropped.
+                resource.confirmable_notifications = True
                 resource.updated_state()
 
     def _notify(self, keys: set[str]) -> None:
         for key in keys:
             if (resource := self._resources.get(key)) is not None:
-                resource.updated_state()
+                # A change goes out at once as NON: a confirmable one would queue behind
+                # unacknowledged ones (NSTART 1) and could reach the client after the
+                # response to a later command, showing an old state after a confirmed one.
+                resource.confirmable_notifications = self.confirmable_notifications
+                if self.notification_delay > 0 and self._loop is not None:
+                    message = resource.notification()
+                    self._loop.call_later(self.notification_delay, resource.updated_state, message)
+                else:
+                    resource.updated_state()
 
     # -- message layer ----------------------------------------------------------------------
 
@@ -531,6 +569,7 @@ class _StateResource(coap_resource.ObservableResource):  # type: ignore[misc]
         self.kind = str(capability["kind"])
         self.key = str(capability["key"])
         self.ct = device.content_format
+        self.confirmable_notifications = True
         if self.kind == "light" and self.ct == FORMATS["text"]:
             self.ct = FORMATS["json"]  # brightness needs a structured format
 
@@ -574,7 +613,14 @@ class _StateResource(coap_resource.ObservableResource):  # type: ignore[misc]
     async def render_get(self, _request: Message) -> Message:
         if self.kind == "button":
             return Message(code=Code.METHOD_NOT_ALLOWED, payload=b"press it with POST")
-        return self.representation()
+        return self.notification()
+
+    def notification(self) -> Message:
+        """The representation now, as a notification would carry it."""
+        message = self.representation()
+        # Only notifications are affected: a response to a request rides on its ACK.
+        message.transport_tuning = Reliable() if self.confirmable_notifications else Unreliable()
+        return message
 
     async def render_put(self, request: Message) -> Message:
         if self.kind == "button":

@@ -21,7 +21,7 @@ from aiocoap.numbers.codes import Code
 from ..bridge import BridgeListener, BridgeStartError
 from ..commands import CommandEngine, TransportUnavailable
 from ..devices import DeviceStore, RejectLog
-from ..model import Capability, Command, CommandReply, CommandResult, Device
+from ..model import Capability, Command, CommandReply, CommandResult, CommandStatus, Device
 from ..values import InvalidValue, normalize
 from .endpoint import CoapEndpoint, EndpointError, retransmission_plan
 from .probe import NETWORK_ERRORS, ProbeError, describe_error, device_from, read_device
@@ -55,6 +55,11 @@ DEREGISTRATION_WAIT: Final = 1.0
 # Share of a command's remaining time its retransmissions may use (the rest is transit).
 RETRANSMISSION_SHARE: Final = 0.9
 REFUSED_UNSUPPORTED: Final = "unsupported"
+# After a confirmed command, how long a notification with another value may be an older
+# one still on its way (see _settle).
+SETTLE_TIME: Final = 0.5
+_OBSERVE_WRAP: Final = 1 << 23
+_UNREADABLE: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +91,21 @@ class _Observation:
 
 
 @dataclass(slots=True)
+class _Settling:
+    """A resource whose confirmed value must not be undone by an older notification."""
+
+    value: Any
+    handle: asyncio.TimerHandle
+    newest: Message | None = None  # the newest notification held back meanwhile
+    held: int = 0
+
+
+@dataclass(slots=True)
 class _Stats:
     polls: int = 0
     poll_failures: int = 0
     description_changes: int = 0
+    held_notifications: int = 0
 
 
 class CoapBridge:
@@ -114,6 +130,7 @@ class CoapBridge:
         self._polled: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiters: dict[str, set[asyncio.Task[str | None]]] = {}
+        self._settling: dict[str, _Settling] = {}
         self._stats = _Stats()
 
     # Bridge -----------------------------------------------------------------------------
@@ -156,6 +173,9 @@ class CoapBridge:
         """Cancel observations on the wire, end every task, close the socket."""
         self._stopping = True
         self._wake.set()
+        for settling in self._settling.values():
+            settling.handle.cancel()
+        self._settling.clear()
         await self._end_observations()
         tasks = [*self._tasks, *(t for waiters in self._waiters.values() for t in waiters)]
         for task in tasks:
@@ -181,6 +201,9 @@ class CoapBridge:
             for waiter in self._waiters.pop(command.command_id, set()):
                 waiter.cancel()
         self.store.apply_result(command, result)
+        device = self.store.get(self.device_id)
+        if result.status is CommandStatus.CONFIRMED and device is not None:
+            self._settle(command.capability, device.state.get(command.capability))
         return result
 
     async def forget_device(self, device_id: str) -> None:
@@ -203,6 +226,7 @@ class CoapBridge:
             ],
             "polls": {"count": self._stats.polls, "failures": self._stats.poll_failures},
             "description_changes": self._stats.description_changes,
+            "notifications_held_after_commands": self._stats.held_notifications,
             "dropped_messages": dict(self.rejects.counts),
         }
 
@@ -351,22 +375,28 @@ class CoapBridge:
             if resource is None or self._stopping:
                 continue
             self._stats.polls += 1
-            message = Message(
-                code=Code.GET,
-                uri_path=resource.path,
-                transport_tuning=retransmission_plan(self.settings.request_timeout * 0.9).tuning(),
-            )
-            message.remote = self._remote
-            request = self.endpoint.request(message)
-            try:
-                async with asyncio.timeout(self.settings.request_timeout):
-                    response = await request.response
-            except (TimeoutError, *NETWORK_ERRORS) as err:
+            if not await self._read(resource):
                 self._stats.poll_failures += 1
-                self._lost(describe_error(err, f"no answer to GET {resource.href}"))
                 return  # one failure is enough: the next cycle tries again
-            self._heard()
-            self._apply(resource, response)
+
+    async def _read(self, resource: Resource) -> bool:
+        """GET one resource and apply it; False (and the device lost) without an answer."""
+        message = Message(
+            code=Code.GET,
+            uri_path=resource.path,
+            transport_tuning=retransmission_plan(self.settings.request_timeout * 0.9).tuning(),
+        )
+        message.remote = self._remote
+        request = self.endpoint.request(message)
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                response = await request.response
+        except (TimeoutError, *NETWORK_ERRORS) as err:
+            self._lost(describe_error(err, f"no answer to GET {resource.href}"))
+            return False
+        self._heard()
+        self._apply(resource, response)
+        return True
 
     async def _observe(self, observation: _Observation) -> None:
         """Keep one resource observed: register, follow, register again when needed."""
@@ -433,9 +463,60 @@ class CoapBridge:
                 return
             observation.notifications += 1
             self._heard()
-            self._apply(observation.resource, notification)
+            self._notified(observation.resource, notification)
             if notification.opt.max_age is not None:
                 max_age = notification.opt.max_age
+
+    # Confirmed values and notifications in flight --------------------------------------
+
+    def _settle(self, key: str, value: Any) -> None:
+        """A command on an observed resource was confirmed with `value`.
+
+        Notifications the device sent *before* the command may still be on their way
+        (confirmable ones wait for the previous one's ACK; the response does not wait), and
+        would show an old state after the confirmed one. So for SETTLE_TIME after the last
+        confirmation, notifications are held back; then the newest one (by its Observe
+        number) applies if it says the confirmed value, and otherwise the resource is read
+        again, since only a fresh GET can tell an old value from a new change.
+        """
+        if value is None or key not in self._observations:
+            return
+        newest, held = None, 0
+        if (previous := self._settling.pop(key, None)) is not None:
+            previous.handle.cancel()
+            newest, held = previous.newest, previous.held
+        handle = asyncio.get_running_loop().call_later(SETTLE_TIME, self._settled, key)
+        self._settling[key] = _Settling(value, handle, newest, held)
+
+    def _settled(self, key: str) -> None:
+        settling = self._settling.pop(key, None)
+        resource = self.description.resources.get(key)
+        if settling is None or settling.newest is None or resource is None or self._stopping:
+            return
+        self._stats.held_notifications += settling.held
+        if self._value_of(resource, settling.newest) == settling.value:
+            self._apply(resource, settling.newest)
+        else:
+            self._spawn(self._read(resource), f"read {key}")
+
+    def _notified(self, resource: Resource, notification: Message) -> None:
+        """Apply a notification, or hold it back after a confirmation (_settle)."""
+        settling = self._settling.get(resource.key)
+        if settling is None:
+            self._apply(resource, notification)
+            return
+        settling.held += 1
+        if settling.newest is None or _newer(notification, settling.newest):
+            settling.newest = notification
+
+    def _value_of(self, resource: Resource, message: Message) -> Any:
+        try:
+            return normalize(
+                resource.capability,
+                decode_value(resource, message.payload, message.opt.content_format),
+            )
+        except (ProfileError, InvalidValue):
+            return _UNREADABLE
 
     def _forget_registration(self, observation: _Observation, request: Any) -> None:
         if observation.registration is not None:
@@ -539,6 +620,15 @@ class CoapBridge:
             _LOGGER.debug("Ignoring the state in %s's answer: %s", self.describe(), err)
             return CommandReply(reply.command_id, reply.ok, reply.reason, None)
         return reply
+
+
+def _newer(first: Message, second: Message) -> bool:
+    """Whether notification `first` is newer than `second` (RFC 7641 3.4 sequence rule)."""
+    one: int | None = first.opt.observe
+    two: int | None = second.opt.observe
+    if one is None or two is None:
+        return True
+    return (two < one and one - two < _OBSERVE_WRAP) or (two > one and two - one > _OBSERVE_WRAP)
 
 
 def _silence_limit(max_age: int) -> float:
