@@ -54,7 +54,7 @@ from .common import ROOT, Latency, header, machine, markdown_table, profiled, re
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
-COMMANDS = 1000
+COMMANDS = int(os.environ.get("BENCH_COMMANDS", "1000"))
 WARMUP = 20
 ROUNDS = 2000  # x 10 sensors = 20,000 notifications
 DEADLINE = 10.0  # the entry's default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import shutil
 import socket
@@ -46,6 +47,21 @@ def free_udp_port() -> int:
     with _socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def restartable_udp_port() -> int:
+    """A free UDP port below Linux's ephemeral range (32768-60999), for a device that stops
+    and starts again on it: a port from that range may meanwhile be handed to another
+    socket (a client's), and the restart would fail with "address in use"."""
+    for _ in range(100):
+        port = random.randrange(20000, 32000)
+        with _socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free UDP port below the ephemeral range")
 
 
 def coap_entry(

@@ -29,7 +29,7 @@ from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.coap import CoapDeviceSimulator
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 
-from .coap_peers import StartSim, coap_entry, start_coap_sim
+from .coap_peers import StartSim, coap_entry, restartable_udp_port, start_coap_sim
 from .common import registry_device, setup_entry, wait_for
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -79,8 +79,9 @@ async def _hub(hass: HomeAssistant, sim: CoapDeviceSimulator, **options: Any) ->
 
 @pytest.fixture
 async def locker(start_coap_sim: StartSim) -> CoapDeviceSimulator:
-    """The parcel locker as a CoAP server (text/plain, short Max-Age)."""
-    return await start_coap_sim(parcel_locker(), max_age=2)
+    """The parcel locker as a CoAP server (text/plain, short Max-Age), on a port it can
+    restart on."""
+    return await start_coap_sim(parcel_locker(), max_age=2, port=restartable_udp_port())
 
 
 @pytest.fixture

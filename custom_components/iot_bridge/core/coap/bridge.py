@@ -27,6 +27,7 @@ from .endpoint import CoapEndpoint, EndpointError, retransmission_plan
 from .probe import NETWORK_ERRORS, ProbeError, describe_error, device_from, read_device
 from .profile import (
     NO_VALUE,
+    CommandRequest,
     Description,
     Identity,
     ProfileError,
@@ -129,7 +130,9 @@ class CoapBridge:
         self._observations: dict[str, _Observation] = {}
         self._polled: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiters: dict[str, set[asyncio.Task[str | None]]] = {}
+        # Per command in flight: its encoded request, and the responses still awaited.
+        self._encoded: dict[str, CommandRequest] = {}
+        self._answers: dict[str, set[Any]] = {}
         self._settling: dict[str, _Settling] = {}
         self._stats = _Stats()
 
@@ -177,12 +180,15 @@ class CoapBridge:
             settling.handle.cancel()
         self._settling.clear()
         await self._end_observations()
-        tasks = [*self._tasks, *(t for waiters in self._waiters.values() for t in waiters)]
+        for responses in self._answers.values():
+            for response in responses:
+                response.cancel()
+        self._answers.clear()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        self._waiters.clear()
         await self.endpoint.shutdown()
 
     async def execute(self, command: Command, capability: Capability) -> CommandResult:
@@ -191,15 +197,18 @@ class CoapBridge:
         try:
             if resource is None:
                 raise ProfileError(f"no resource for '{command.capability}'")
-            encode_command(resource, command.action, command.params)
+            self._encoded[command.command_id] = encode_command(
+                resource, command.action, command.params
+            )
         except ProfileError as err:
             return self.engine.refuse(command, REFUSED_UNSUPPORTED, str(err))
         try:
             result = await self.engine.execute(self, command, confirmable=True)
         finally:
             # The outcome is known: answers to other attempts no longer matter.
-            for waiter in self._waiters.pop(command.command_id, set()):
-                waiter.cancel()
+            del self._encoded[command.command_id]
+            for response in self._answers.pop(command.command_id, set()):
+                response.cancel()
         self.store.apply_result(command, result)
         device = self.store.get(self.device_id)
         if result.status is CommandStatus.CONFIRMED and device is not None:
@@ -553,62 +562,63 @@ class CoapBridge:
         resource = self.description.resources.get(command.capability)
         if resource is None or self._remote is None or not self.endpoint.started:
             raise TransportUnavailable(f"{self.describe()} is not ready")
-        encoded = encode_command(resource, command.action, command.params)
-        plan = retransmission_plan(expires_in * RETRANSMISSION_SHARE)
+        encoded = self._encoded.get(command.command_id) or encode_command(
+            resource, command.action, command.params
+        )
         message = Message(
             code=Code.PUT if encoded.method == "PUT" else Code.POST,
             uri_path=resource.path,
             uri_query=(f"id={command.command_id}", f"dl={command.deadline_unix:.3f}"),
             payload=encoded.payload,
-            transport_tuning=plan.tuning(),
+            transport_tuning=retransmission_plan(expires_in * RETRANSMISSION_SHARE).tuning(),
         )
         if encoded.content_format is not None:
             message.opt.content_format = encoded.content_format
         message.remote = self._remote
         acknowledged = self.endpoint.watch_ack(message)
         try:
-            request = self.endpoint.request(message, blockwise=False)
-            waiter = asyncio.get_running_loop().create_task(
-                self._await_outcome(command, resource, request, expires_in),
-                name=f"iot_bridge coap {self.device_id} answer {command.command_id}",
-            )
-            waiters = self._waiters.setdefault(command.command_id, set())
-            waiters.add(waiter)
-            waiter.add_done_callback(waiters.discard)
-            await asyncio.wait((acknowledged, waiter), return_when=asyncio.FIRST_COMPLETED)
+            response = self.endpoint.request(message, blockwise=False).response
+            self._await_answer(command, resource, response, expires_in)
+            await asyncio.wait((acknowledged, response), return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.endpoint.forget_ack(message)
         if acknowledged.done() and not acknowledged.cancelled():
             if acknowledged.result():
                 return
             raise TransportUnavailable(f"{self.describe()} reset the request (RST)")
-        if (failure := waiter.result()) is not None:
+        if response.done() and not response.cancelled() and response.exception() is not None:
+            failure = describe_error(response.exception())
             raise TransportUnavailable(f"{self.describe()} unreachable: {failure}")
 
-    async def _await_outcome(
-        self, command: Command, resource: Resource, request: Any, expires_in: float
-    ) -> str | None:
-        """Wait for the response (bounded: aiocoap waits for a separate one forever);
-        return why it failed, if it did."""
-        try:
-            async with asyncio.timeout(expires_in):
-                response = await request.response
-        except TimeoutError:
-            return None  # the engine times the command out itself
-        except NETWORK_ERRORS as err:
-            failure = describe_error(err)
-            self._lost(failure)
-            return failure
-        self._heard()
-        reply = command_reply(
-            resource,
-            command.command_id,
-            response.code,
-            response.payload,
-            response.opt.content_format,
-        )
-        self.engine.handle_reply(self._checked(resource, reply))
-        return None
+    def _await_answer(
+        self, command: Command, resource: Resource, response: Any, expires_in: float
+    ) -> None:
+        """Hand the response to the engine when it comes; stop waiting at the deadline
+        (aiocoap would wait for a separate response forever)."""
+        timer = asyncio.get_running_loop().call_later(expires_in, response.cancel)
+        pending = self._answers.setdefault(command.command_id, set())
+        pending.add(response)
+
+        def answered(future: Any) -> None:
+            timer.cancel()
+            pending.discard(future)
+            if future.cancelled():
+                return
+            if (error := future.exception()) is not None:
+                if isinstance(error, NETWORK_ERRORS):
+                    self._lost(describe_error(error))
+                return
+            self._heard()
+            reply = command_reply(
+                resource,
+                command.command_id,
+                future.result().code,
+                future.result().payload,
+                future.result().opt.content_format,
+            )
+            self.engine.handle_reply(self._checked(resource, reply))
+
+        response.add_done_callback(answered)
 
     def _checked(self, resource: Resource, reply: CommandReply) -> CommandReply:
         """Keep a confirmed value only if it is valid, so what the action implies applies."""

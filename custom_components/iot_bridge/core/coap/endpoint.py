@@ -17,6 +17,7 @@ an upgrade breaks them):
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -90,6 +91,13 @@ def retransmission_plan(budget: float) -> RetransmissionPlan:
     return RetransmissionPlan(ack_timeout, MIN_RETRANSMIT)
 
 
+class _DeviceAddress(UDP6EndpointAddress):  # type: ignore[misc]  # aiocoap has no type hints
+    """A device's unicast address. aiocoap asks every outgoing message whether its remote is
+    multicast and parses the address each time to find out; a device's never is."""
+
+    is_multicast = False
+
+
 def _sockaddr(info: tuple[Any, ...]) -> tuple[str, int, int, int]:
     """aiocoap's udp6 socket is IPv6: IPv4 addresses are written v4-mapped."""
     family, *_, address = info
@@ -155,7 +163,9 @@ class CoapEndpoint:
             raise EndpointError(f"{host} has no IP address")
         # IPv4 first: a dual-stack name whose IPv6 address has no route would fail silently.
         usable.sort(key=lambda info: info[0] != socket.AF_INET)
-        return UDP6EndpointAddress(_sockaddr(usable[0]), self._message_manager.message_interface)
+        if ipaddress.ip_address(usable[0][4][0].split("%")[0]).is_multicast:
+            raise EndpointError(f"{host} is a multicast address, not a device")
+        return _DeviceAddress(_sockaddr(usable[0]), self._message_manager.message_interface)
 
     def request(self, message: Message, *, blockwise: bool = True) -> Any:
         """Send a request (message.remote must be set); returns aiocoap's request object."""
