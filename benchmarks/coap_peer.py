@@ -40,6 +40,10 @@ def meter() -> DeviceModel:
 def main() -> int:
     kind = sys.argv[1]
     model = parcel_locker() if kind == "locker" else meter()
+    # Confirmable notifications (the simulator's default): at most one in flight (NSTART
+    # 1), so a flood is paced by Home Assistant's ACKs instead of overflowing its socket
+    # buffer (NON ones would be lost there; the last values would come with the next
+    # Max-Age refresh).
     device = CoapDeviceSimulator(model, printer=lambda _line: None)
     device.start()
     print(f"ready {device.port}", flush=True)

@@ -526,9 +526,7 @@ async def test_older_notification_does_not_undo_a_confirmation(
     """A notification sent before a command can arrive after its response (confirmable
     ones queue on the device behind unacknowledged ones; this one lags 0.2 s): it must not
     show the old state after the confirmed one."""
-    sim = await start_coap_sim(
-        parcel_locker(), confirmable_notifications=True, notification_delay=0.2
-    )
+    sim = await start_coap_sim(parcel_locker(), notification_delay=0.2)
     entry = await _hub(hass, sim)
     await wait_for(lambda: _state(hass, LOCK_2) == LockState.LOCKED)
     states = _record_states(hass, LOCK_2)

@@ -133,7 +133,7 @@ class CoapDeviceSimulator:
         separate_response: bool = False,
         multicast: MulticastSettings | None = None,
         name: str | None = None,
-        confirmable_notifications: bool = False,
+        confirmable_notifications: bool = True,
         notification_delay: float = 0.0,
     ) -> None:
         self.model = model
@@ -144,7 +144,8 @@ class CoapDeviceSimulator:
         self.separate_response = separate_response
         self.multicast = multicast
         self.name = name or model.name
-        # Changes go out as NON by default (the profile's advice); True: always CON.
+        # True: every notification is confirmable (reliable, paced by the client's ACKs);
+        # False: changes go out as NON (faster, lost when a client's buffer overflows).
         self.confirmable_notifications = confirmable_notifications
         # A device whose notifications lag behind its responses (the value as it was).
         self.notification_delay = notification_delay
@@ -345,9 +346,6 @@ class CoapDeviceSimulator:
     def _notify(self, keys: set[str]) -> None:
         for key in keys:
             if (resource := self._resources.get(key)) is not None:
-                # A change goes out at once as NON: a confirmable one would queue behind
-                # unacknowledged ones (NSTART 1) and could reach the client after the
-                # response to a later command, showing an old state after a confirmed one.
                 resource.confirmable_notifications = self.confirmable_notifications
                 if self.notification_delay > 0 and self._loop is not None:
                     message = resource.notification()
