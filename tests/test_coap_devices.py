@@ -555,3 +555,65 @@ async def test_change_right_after_a_confirmation_still_shows(
     gets = [r for r in locker.received if r.method == "GET" and r.path == "/door2_lock"]
     assert [r.observe for r in gets][-1] is None  # the re-read, not a registration
     assert _bridge(locker_hub).diagnostics()["notifications_held_after_commands"] >= 1
+
+
+async def test_another_device_at_the_address_is_not_taken_for_it(
+    hass: HomeAssistant,
+    start_coap_sim: StartSim,
+    locker: CoapDeviceSimulator,
+    locker_hub: MockConfigEntry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The locker goes away and another device gets its address: the locker's entities go
+    offline (one warning) and show nothing of the other device; when it is back, so are they."""
+    await hass.async_add_executor_job(locker.stop)
+    other_model = parcel_locker("locker9")
+    other_model.state["temperature"] = 99.0
+    other = await start_coap_sim(other_model, port=locker.port)
+    await wait_for(lambda: _state(hass, CONNECTIVITY) == STATE_OFF, timeout=15, what="offline")
+    await asyncio.sleep(2.5)  # a few poll cycles with the other device answering
+    assert _state(hass, CONNECTIVITY) == STATE_OFF
+    assert _bridge(locker_hub).diagnostics()["device"]["wrong_device"] is not None
+    warnings = [r for r in caplog.records if "is device 'locker9'" in r.getMessage()]
+    assert len(warnings) == 1
+    await hass.async_add_executor_job(other.stop)
+    await hass.async_add_executor_job(locker.start)
+    await wait_for(lambda: _state(hass, CONNECTIVITY) == STATE_ON, timeout=15, what="back")
+    assert _state(hass, TEMPERATURE) == "21.5"
+
+
+async def test_bad_description_after_restart_is_logged_once(
+    hass: HomeAssistant,
+    locker: CoapDeviceSimulator,
+    locker_hub: MockConfigEntry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A device that comes back with a /.well-known/core IoT Bridge cannot read keeps its
+    entities (as described before) and gets one warning, not one per attempt."""
+    await hass.async_add_executor_job(locker.stop)
+    await wait_for(lambda: _state(hass, CONNECTIVITY) == STATE_OFF, timeout=15, what="offline")
+    locker.describe_badly = True
+    await hass.async_add_executor_job(locker.start)
+    await wait_for(lambda: _state(hass, CONNECTIVITY) == STATE_ON, timeout=15, what="back")
+    bridge = _bridge(locker_hub)
+    for _ in range(2):  # more re-reads of the description
+        await bridge._refresh_description()
+    warnings = [
+        r
+        for r in caplog.records
+        if "describes itself badly" in r.getMessage() and r.levelno >= logging.WARNING
+    ]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    await _open(hass)
+    assert _state(hass, LOCK_2) == LockState.OPEN
+
+
+async def test_deleted_device_is_no_longer_followed(
+    hass: HomeAssistant, locker: CoapDeviceSimulator, locker_hub: MockConfigEntry
+) -> None:
+    """Deleting the device in Home Assistant ends its observations on the device."""
+    bridge = _bridge(locker_hub)
+    await bridge.forget_device("locker1")
+    await wait_for(lambda: locker.observers() == 0, what="observations cancelled")
+    assert "locker1" not in bridge.devices

@@ -149,6 +149,8 @@ class CoapDeviceSimulator:
         self.confirmable_notifications = confirmable_notifications
         # A device whose notifications lag behind its responses (the value as it was).
         self.notification_delay = notification_delay
+        # True: /.well-known/core answers with something that is not link format.
+        self.describe_badly = False
         self._behaviour = behaviour or Behaviour()
         self._processor = CommandProcessor(model, _WithoutDrops(self._behaviour))  # type: ignore[arg-type]
         self._print = printer or print_line
@@ -280,6 +282,8 @@ class CoapDeviceSimulator:
             for task in pending:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            # aiocoap resolves the bind address in the loop's executor: join its thread.
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     def _halt(self) -> None:
@@ -297,10 +301,7 @@ class CoapDeviceSimulator:
 
     async def _serve(self) -> None:
         site = coap_resource.Site()
-        site.add_resource(
-            [".well-known", "core"],
-            coap_resource.WKCResource(site.get_resources_as_linkheader, impl_info=None),
-        )
+        site.add_resource([".well-known", "core"], _WellKnownCore(self, site))
         site.add_resource(["oic", "d"], _DeviceInfo(self))
         self._resources = {}
         for capability in self.model.capabilities:
@@ -658,6 +659,19 @@ class _StateResource(coap_resource.ObservableResource):  # type: ignore[misc]
             params = {"brightness": light["brightness"]} if on and "brightness" in light else {}
             return ("turn_on" if on else "turn_off"), params
         raise ValueError(f"a {self.kind} takes no commands")
+
+
+class _WellKnownCore(coap_resource.WKCResource):  # type: ignore[misc]
+    """The resource list, or (describe_badly) something that is not link format."""
+
+    def __init__(self, device: CoapDeviceSimulator, site: Any) -> None:
+        super().__init__(site.get_resources_as_linkheader, impl_info=None)
+        self.device = device
+
+    async def render_get(self, request: Message) -> Message:
+        if self.device.describe_badly:
+            return Message(payload=b"<broken", content_format=LINK_FORMAT)
+        return await super().render_get(request)
 
 
 class _DeviceInfo(coap_resource.Resource):  # type: ignore[misc]

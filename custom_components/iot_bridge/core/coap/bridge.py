@@ -24,7 +24,14 @@ from ..devices import DeviceStore, RejectLog
 from ..model import Capability, Command, CommandReply, CommandResult, CommandStatus, Device
 from ..values import InvalidValue, normalize
 from .endpoint import CoapEndpoint, EndpointError, retransmission_plan
-from .probe import NETWORK_ERRORS, ProbeError, describe_error, device_from, read_device
+from .probe import (
+    NETWORK_ERRORS,
+    NothingUsable,
+    ProbeError,
+    describe_error,
+    device_from,
+    read_device,
+)
 from .profile import (
     NO_VALUE,
     CommandRequest,
@@ -134,6 +141,9 @@ class CoapBridge:
         self._encoded: dict[str, CommandRequest] = {}
         self._answers: dict[str, set[Any]] = {}
         self._settling: dict[str, _Settling] = {}
+        # Set while another device answers at the address (why, for diagnostics).
+        self._wrong_device: str | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
         self._stats = _Stats()
 
     # Bridge -----------------------------------------------------------------------------
@@ -216,7 +226,10 @@ class CoapBridge:
         return result
 
     async def forget_device(self, device_id: str) -> None:
-        """The user deleted the device; its entry stays (remove the entry to stop talking)."""
+        """The user deleted the device: stop following it until the entry is reloaded
+        (the entry is the device; deleting the entry removes it for good)."""
+        await self._end_observations()
+        self._polled.clear()
         self.store.forget(device_id)
 
     def diagnostics(self) -> dict[str, Any]:
@@ -227,6 +240,7 @@ class CoapBridge:
                 "port": self.settings.port,
                 "device_id": self.settings.device_id,
                 "reachable": self._reachable,
+                "wrong_device": self._wrong_device,
                 "last_error": self.last_error,
                 "local_port": self.endpoint.local_port if self.endpoint.started else None,
             },
@@ -288,24 +302,51 @@ class CoapBridge:
         self._spawn(self._poll_loop(), "poll")
 
     async def _refresh_description(self) -> None:
-        """The device is back: it may have restarted with other resources."""
+        """The device is back: it may have restarted with other resources, or be another
+        device that now has its address."""
         try:
             description, identity = await read_device(
                 self.endpoint, self._remote, self.settings.request_timeout
             )
-            self._check_identity(identity)
-        except (ProbeError, BridgeStartError) as err:
+        except NothingUsable as err:
+            # Keep following what it described before; say once what is wrong now.
+            self.rejects.reject(
+                self.device_id, "description", f"{self.describe()} describes itself badly: {err}"
+            )
+            return
+        except ProbeError as err:
             _LOGGER.debug("Could not re-read %s: %s", self.describe(), err)
             return
+        self.rejects.accept(self.device_id, "description")
+        try:
+            self._check_identity(identity)
+        except BridgeStartError as err:
+            self._impostor(str(err))
+            return
+        if self._wrong_device is not None:
+            self._wrong_device = None
+            _LOGGER.info("%s is device '%s' again", self.describe(), self.device_id)
+            self._heard()
         if description.resources == self.description.resources:
             return
         _LOGGER.info("%s describes itself differently now; updating its entities", self.describe())
         self._stats.description_changes += 1
         await self._end_observations()
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            if task is not asyncio.current_task():
+            if task is not current:
                 task.cancel()
         self._adopt(description, identity)
+
+    def _refresh_soon(self) -> asyncio.Task[None]:
+        """Re-read the description in the background (once at a time)."""
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = self._spawn(self._refresh_description(), "refresh")
+        return self._refresh_task
+
+    async def _recheck(self) -> None:
+        """Re-read the description and wait for it (shared by everyone who asks)."""
+        await asyncio.wait([self._refresh_soon()])
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
@@ -317,9 +358,16 @@ class CoapBridge:
 
     # Reachability -------------------------------------------------------------------------
 
+    def _impostor(self, reason: str) -> None:
+        """Another device answers at the address: show ours offline, apply nothing of it."""
+        if self._wrong_device is None:
+            _LOGGER.warning("%s; its entities stay offline until it is back", reason)
+        self._wrong_device = reason
+        self._lost(reason)
+
     def _heard(self) -> None:
         """The device answered: it is reachable (one log line when it was not)."""
-        if self._reachable or self._stopping:
+        if self._reachable or self._stopping or self._wrong_device is not None:
             return
         self._reachable = True
         _LOGGER.info("%s answers again", self.describe())
@@ -328,7 +376,7 @@ class CoapBridge:
         self.engine.resend_pending(self.device_id)
         self._wake.set()
         self._wake = asyncio.Event()
-        self._spawn(self._refresh_description(), "refresh")
+        self._refresh_soon()
 
     def _lost(self, error: str) -> None:
         """A request got no answer: the device is unreachable (one log line)."""
@@ -336,7 +384,8 @@ class CoapBridge:
         if not self._reachable or self._stopping:
             return
         self._reachable = False
-        _LOGGER.warning("Lost %s: %s", self.describe(), self.last_error)
+        if self._wrong_device is None:
+            _LOGGER.warning("Lost %s: %s", self.describe(), self.last_error)
         self.store.set_all_available(False)
 
     async def _pause(self, seconds: float) -> None:
@@ -356,6 +405,8 @@ class CoapBridge:
     def _apply(self, resource: Resource, response: Message) -> None:
         """Put a representation into the device's state (bad ones logged once, dropped)."""
         cause = f"payload of {resource.href}"
+        if self._wrong_device is not None:
+            return  # values of another device
         if not is_success(response.code):
             _LOGGER.debug(
                 "%s answered %s for %s", self.describe(), code_text(response.code), resource.href
@@ -374,6 +425,8 @@ class CoapBridge:
 
     async def _poll_loop(self) -> None:
         while not self._stopping:
+            if self._wrong_device is not None:
+                await self._refresh_description()  # is it our device again?
             await self._poll_once()
             interval = self._poll_interval()
             await self._pause(interval if self._reachable else min(interval, RETRY_MAX))
@@ -431,7 +484,10 @@ class CoapBridge:
                 self._polled.add(observation.resource.key)
                 return
             observation.registrations += 1
-            await self._follow(observation, request, first)
+            if await self._follow(observation, request, first):
+                # Silent past its max-age: restarted, moved, or another device took the
+                # address. Ask who is there before registering again.
+                await self._recheck()
 
     def _register(self, observation: _Observation) -> Any:
         message = Message(
@@ -444,8 +500,9 @@ class CoapBridge:
         observation.registration = message
         return self.endpoint.request(message)
 
-    async def _follow(self, observation: _Observation, request: Any, first: Message) -> None:
-        """Apply notifications until the observation ends or falls silent past its max-age."""
+    async def _follow(self, observation: _Observation, request: Any, first: Message) -> bool:
+        """Apply notifications until the observation ends; True if it fell silent past its
+        max-age."""
         max_age = first.opt.max_age if first.opt.max_age is not None else DEFAULT_MAX_AGE
         notifications = request.observation.__aiter__()
         while observation.active and not self._stopping:
@@ -463,18 +520,19 @@ class CoapBridge:
                     max_age,
                 )
                 self._forget_registration(observation, request)
-                return
+                return True
             except StopAsyncIteration:
-                return  # the device ended it (or we cancelled it): register again
+                return False  # the device ended it (or we cancelled it): register again
             except NETWORK_ERRORS as err:
                 self._lost(describe_error(err))
                 await self._pause(RETRY_MIN)
-                return
+                return False
             observation.notifications += 1
             self._heard()
             self._notified(observation.resource, notification)
             if notification.opt.max_age is not None:
                 max_age = notification.opt.max_age
+        return False
 
     # Confirmed values and notifications in flight --------------------------------------
 
