@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ async def test_cli_runs_coap_devices() -> None:
             "--offline-after",
             "4",
         ],
-        cwd=SIMULATOR_DIR,
+        # From the project root (not simulator/): coverage in the child finds its settings.
+        env=os.environ | {"PYTHONPATH": str(SIMULATOR_DIR)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -129,7 +129,6 @@ class CoapBridge:
         self.endpoint = CoapEndpoint(f"iot_bridge.{settings.device_id}")
         self.description = Description()
         self.last_error: str | None = None
-        self._listener = listener
         self._remote: Any = None
         self._reachable = False
         self._stopping = False

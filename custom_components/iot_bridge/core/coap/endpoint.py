@@ -2,8 +2,9 @@
 
 aiocoap does the message layer (message ids, retransmission, deduplication, block-wise,
 Observe). Three things the confirmed-command contract needs are not in its public API, and
-live here, in one place, against the pinned version (tests/test_coap_endpoint.py fails if
-an upgrade breaks them):
+live here, in one place, against the pinned version (tests/test_coap_devices.py fails if
+an upgrade breaks them: test_separate_response_confirms for the ACK,
+test_unload_cancels_observations_on_the_wire for the deregistration):
 
 - knowing when a request was *acknowledged* (an empty ACK means delivered; the response
   that follows is the outcome): we watch the ACK/RST messages the context receives;
