@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
+from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
@@ -122,6 +123,9 @@ class IotBridgeEntity(Entity):
             # Commands without confirmation are sent and assumed to have worked.
             self._attr_assumed_state = True
         self._commandable = capability.writable
+        if capability.diagnostic:
+            self._attr_entity_category = EntityCategory.DIAGNOSTIC
+        self._attr_entity_registry_enabled_default = capability.enabled_by_default
 
     @property
     def device(self) -> Device | None:

@@ -50,6 +50,10 @@ class Capability:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
+    # Details of the device rather than what it is for (signal strength, raw resources).
+    diagnostic: bool = False
+    # False: the entity exists but stays off until the user enables it.
+    enabled_by_default: bool = True
 
     @property
     def actions(self) -> frozenset[str]:
