@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,8 @@ DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-pass-1234"  # documented in the README; loopback only
 DEMO_NAME = "IoT Bridge demo"
 LOCKER_DOOR_2 = "lock.parcel_locker_door_2"
+COAP_LOCKER = "CoAP parcel locker"
+COAP_DOOR_2 = "lock.coap_parcel_locker_door_2"
 ONLINE_ONLY_DOMAINS = frozenset({"google_translate", "met", "radio_browser", "shopping_list"})
 CONFIGURATION = """\
 homeassistant:
@@ -61,7 +64,20 @@ logger:
   logs:
     custom_components.iot_bridge: debug
     homeassistant.setup: info
+# CoAP discovery scans on loopback only (the simulated CoAP locker answers there).
+iot_bridge:
+  coap_discovery:
+    interface: 127.0.0.1
+    port: {coap_discovery_port}
+    scan_interval: 30
 """
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def log(message: str) -> None:
@@ -76,6 +92,9 @@ class DemoStack:
     config_dir: Path
     http_port: int = 8123
     mqtt_port: int = 1883
+    # The multicast group's port for CoAP discovery: one of the demo's own, so it meets
+    # no other CoAP service on the machine (all of it stays on loopback).
+    coap_discovery_port: int = field(default_factory=free_udp_port)
     quiet: bool = False
     base_url: str = field(init=False)
     token: str | None = field(init=False, default=None)
@@ -96,6 +115,9 @@ class DemoStack:
         self._spawn(
             [sys.executable, "-m", "iot_bridge_sim", "--port", str(self.mqtt_port)], env=env
         )
+        coap = ["--coap", "--device", "locker", "--discovery-port", str(self.coap_discovery_port)]
+        self._spawn([sys.executable, "-m", "iot_bridge_sim", *coap], env=env)
+        log(f"CoAP parcel locker answering discovery on 224.0.1.187:{self.coap_discovery_port}")
         self._write_config()
         hass = [sys.executable, "-m", "homeassistant", "-c", str(self.config_dir), "--skip-pip"]
         self._spawn(hass, env=os.environ.copy(), log_name="home-assistant.out")
@@ -133,7 +155,9 @@ class DemoStack:
     def _write_config(self) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         (self.config_dir / "configuration.yaml").write_text(
-            CONFIGURATION.format(name=DEMO_NAME, port=self.http_port)
+            CONFIGURATION.format(
+                name=DEMO_NAME, port=self.http_port, coap_discovery_port=self.coap_discovery_port
+            )
         )
         automations = self.config_dir / "automations.yaml"
         if not automations.exists():
@@ -301,13 +325,46 @@ class DemoStack:
             await asyncio.sleep(0.3)
         raise TimeoutError(f"{entity_id} did not appear")
 
-    async def locker_device_id(self, session: aiohttp.ClientSession) -> str:
-        """Home Assistant's device id of the simulated parcel locker."""
+    async def locker_device_id(
+        self, session: aiohttp.ClientSession, name: str = "Parcel locker"
+    ) -> str:
+        """Home Assistant's device id of a simulated parcel locker."""
         devices = await self.ws(session, {"type": "config/device_registry/list"})
         for device in devices:
-            if device["name"] == "Parcel locker":
+            if device["name"] == name:
                 return str(device["id"])
-        raise RuntimeError("the parcel locker is not in the device registry")
+        raise RuntimeError(f"{name} is not in the device registry")
+
+    async def coap_discovery(
+        self, session: aiohttp.ClientSession, timeout: float = 60
+    ) -> dict[str, Any] | None:
+        """The discovered CoAP locker's flow; None once an entry for it exists (a later
+        run: discovery then only updates that entry's address)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entries = await self.get(session, "/api/config/config_entries/entry?domain=iot_bridge")
+            if any(entry["title"] == COAP_LOCKER for entry in entries):
+                return None
+            flows = await self.ws(session, {"type": "config_entries/flow/progress"})
+            for flow in flows:
+                if flow["handler"] == "iot_bridge" and flow["context"].get("source") == (
+                    "integration_discovery"
+                ):
+                    return dict(flow)
+            await asyncio.sleep(0.5)
+        raise TimeoutError("the CoAP locker was not discovered")
+
+    async def confirm_coap_locker(self, session: aiohttp.ClientSession) -> None:
+        """Confirm the discovered CoAP locker the way the UI's "Add" button does."""
+        flow = await self.coap_discovery(session)
+        if flow is not None:
+            result = await self.post(
+                session, f"/api/config/config_entries/flow/{flow['flow_id']}", {}
+            )
+            if result.get("type") != "create_entry":
+                raise RuntimeError(f"the CoAP discovery flow did not create an entry: {result}")
+            log(f"CoAP device discovered and confirmed: {result['title']}")
+        await self.wait_for_state(session, COAP_DOOR_2)
 
     async def add_demo_automation(self, session: aiohttp.ClientSession) -> None:
         """'Open door 2, notify whether it was confirmed', saved as through the editor."""
@@ -377,16 +434,30 @@ class DemoStack:
                             "name": "Open door 2 (confirmed)",
                             "tap_action": {"action": "toggle"},
                         },
+                        {
+                            "type": "entities",
+                            "title": COAP_LOCKER,
+                            "entities": [
+                                *(f"lock.coap_parcel_locker_door_{n}" for n in (1, 2, 3)),
+                                *(
+                                    f"binary_sensor.coap_parcel_locker_door_{n}_open"
+                                    for n in (1, 2, 3)
+                                ),
+                                "sensor.coap_parcel_locker_temperature",
+                            ],
+                        },
                     ],
                 }
             ],
         }
         await self.ws(session, {"type": "lovelace/config/save", "config": config})
 
-    async def open_door(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        """Open locker door 2 through the REST API and return the action's response."""
+    async def open_door(
+        self, session: aiohttp.ClientSession, locker: str = "Parcel locker"
+    ) -> dict[str, Any]:
+        """Open door 2 of a locker through the REST API and return the action's response."""
         command = {
-            "device_id": await self.locker_device_id(session),
+            "device_id": await self.locker_device_id(session, locker),
             "capability": "door2_lock",
             "action": "open",
         }
@@ -405,22 +476,32 @@ class DemoStack:
         await self.add_demo_dashboard(session)
 
 
+async def _open_and_report(
+    stack: DemoStack, session: aiohttp.ClientSession, label: str, locker: str, entity_id: str
+) -> bool:
+    response = await stack.open_door(session, locker)
+    state = await stack.get(session, f"/api/states/{entity_id}")
+    log(
+        f"{label}: {response.get('status')} in {response.get('latency_ms')} ms "
+        f"after {response.get('attempts')} attempt(s); {entity_id} is now '{state['state']}'"
+    )
+    return response.get("status") == "confirmed" and state["state"] == "open"
+
+
 async def run_headless(stack: DemoStack) -> int:
-    """Start, open door 2, print the outcome and latency; 0 only if it was confirmed."""
+    """Start, confirm the discovered CoAP locker, open door 2 of both lockers, print the
+    outcomes and latencies; 0 only if both were confirmed."""
     async with aiohttp.ClientSession() as session:
         await stack.prepare(session)
-        response = await stack.open_door(session)
-        state = await stack.get(session, f"/api/states/{LOCKER_DOOR_2}")
+        await stack.confirm_coap_locker(session)
+        mqtt = await _open_and_report(stack, session, "door 2", "Parcel locker", LOCKER_DOOR_2)
+        coap = await _open_and_report(stack, session, "coap door 2", COAP_LOCKER, COAP_DOOR_2)
         async with session.get(f"{stack.base_url}/") as page:
             ui_ok = page.status == 200
-    confirmed = response.get("status") == "confirmed" and state["state"] == "open"
-    log(
-        f"door 2: {response.get('status')} in {response.get('latency_ms')} ms "
-        f"after {response.get('attempts')} attempt(s); {LOCKER_DOOR_2} is now '{state['state']}'"
-    )
     log(f"UI at {stack.base_url}/ answered {'200' if ui_ok else 'an error'}")
-    print("DOOR CONFIRMED" if confirmed and ui_ok else "DOOR NOT CONFIRMED", flush=True)
-    return 0 if confirmed and ui_ok else 1
+    confirmed = mqtt and coap and ui_ok
+    print("DOOR CONFIRMED" if confirmed else "DOOR NOT CONFIRMED", flush=True)
+    return 0 if confirmed else 1
 
 
 async def run_interactive(stack: DemoStack) -> int:
@@ -429,6 +510,12 @@ async def run_interactive(stack: DemoStack) -> int:
         await stack.prepare(session)
     log(f"ready: open {stack.base_url}/ and log in as '{DEMO_USER}' / '{DEMO_PASSWORD}'")
     log("press the dashboard's 'Open door 2' button; Ctrl-C stops everything")
+    async with aiohttp.ClientSession() as session:
+        if await stack.coap_discovery(session) is not None:
+            log(
+                f"discovered: {COAP_LOCKER} - add it under Settings > Devices & services "
+                "(Discovered: IoT Bridge, Add)"
+            )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,8 +1,9 @@
 """Drive the real Home Assistant frontend in Debian's headless Chromium (tests/test_browser.py).
 
 Starts the demo stack (mosquitto, simulators, Home Assistant on free ports with a throw-away
-config), logs in as the demo user, adds a second MQTT hub through the integration dialog,
-opens the parcel locker's device page and the demo dashboard, and saves screenshots.
+config), logs in as the demo user, adds the CoAP locker that discovery found (Discovered →
+Add), opens the demo dashboard, adds a second MQTT hub through the integration dialog,
+opens the parcel locker's device page, and saves screenshots.
 
 It runs in its own process because the Home Assistant test plugin owns the event loop,
 blocks sockets and fails tests that leave threads behind. Run it directly to refresh the
@@ -29,7 +30,14 @@ from playwright.async_api import BrowserContext, Page, Route, ViewportSize, asyn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo import DEMO_PASSWORD, DEMO_USER, DemoStack, free_port  # noqa: E402
+from demo import (  # noqa: E402
+    COAP_DOOR_2,
+    COAP_LOCKER,
+    DEMO_PASSWORD,
+    DEMO_USER,
+    DemoStack,
+    free_port,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -86,12 +94,31 @@ async def log_in(page: Page, base_url: str) -> None:
     step(f"logged in as '{DEMO_USER}'")
 
 
+async def confirm_discovered_coap(page: Page, stack: DemoStack, shots: Path) -> None:
+    """Settings → Devices & services → Discovered: add the CoAP locker the scan found."""
+    await page.goto(f"{stack.base_url}/config/integrations/dashboard")
+    await page.get_by_text(f"{COAP_LOCKER} (127.0.0.1)").wait_for()
+    await page.locator("ha-config-flow-card").get_by_role("button", name="Add").click()
+    dialog = page.locator("dialog-data-entry-flow")
+    await dialog.get_by_text("IoT Bridge found the CoAP device").wait_for()
+    step(f"discovered CoAP device shown: {COAP_LOCKER} at 127.0.0.1")
+    await screenshot(page, shots, "coap-discovered.png")
+    await dialog.get_by_role("button", name="Submit").click()
+    created = dialog.locator("step-flow-create-entry")
+    await created.wait_for()
+    await created.get_by_text(COAP_LOCKER).first.wait_for()
+    step(f"CoAP device added: {COAP_LOCKER}")
+    await created.get_by_role("button", name="Finish").click()
+    await created.wait_for(state="detached")
+
+
 async def show_dashboard(page: Page, base_url: str, shots: Path) -> None:
-    """The demo dashboard with the locker, the climate node and the confirmed-open button."""
+    """The demo dashboard: both lockers, the climate node and the confirmed-open button."""
     await page.goto(f"{base_url}/lovelace/demo")
     await page.get_by_text("Open door 2 (confirmed)").wait_for()
     await page.get_by_text("Parcel locker Door 2", exact=True).wait_for()
-    step("demo dashboard shows the locker and the 'Open door 2' button")
+    await page.get_by_text(f"{COAP_LOCKER} Door 2", exact=True).wait_for()
+    step("demo dashboard shows both lockers and the 'Open door 2' button")
     await screenshot(page, shots, "demo-dashboard.png")
 
 
@@ -151,6 +178,8 @@ async def run(stack: DemoStack, shots: Path) -> None:
                 page = await context.new_page()
                 try:
                     await log_in(page, stack.base_url)
+                    await confirm_discovered_coap(page, stack, shots)
+                    await stack.wait_for_state(session, COAP_DOOR_2)
                     await show_dashboard(page, stack.base_url, shots)
                     await add_hub_in_dialog(page, stack, shots)
                     await show_locker(page, stack.base_url, locker_id, shots)
@@ -164,9 +193,11 @@ async def run(stack: DemoStack, shots: Path) -> None:
 
         entries = await stack.get(session, "/api/config/config_entries/entry?domain=iot_bridge")
         loaded = [entry for entry in entries if entry["state"] == "loaded"]
-        if len(loaded) != 2:
-            raise AssertionError(f"expected the demo hub and the browser's hub loaded: {entries}")
-        step("Home Assistant has both hubs loaded")
+        if len(loaded) != 3:
+            raise AssertionError(
+                f"expected the demo hub, the browser's hub and the CoAP locker loaded: {entries}"
+            )
+        step("Home Assistant has all three hubs loaded (two MQTT, one CoAP)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ("demo-dashboard.png", "config-flow-mqtt.png", "hub-added.png", "locker-device.png")
+SCREENSHOTS = (
+    "coap-discovered.png",
+    "demo-dashboard.png",
+    "config-flow-mqtt.png",
+    "hub-added.png",
+    "locker-device.png",
+)
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +37,8 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_frontend_adds_a_hub_and_shows_the_locker(tmp_path: Path) -> None:
-    """Log in, add a second MQTT hub through the dialog, open the parcel locker's page."""
+    """Log in, add the discovered CoAP locker, add a second MQTT hub through the dialog,
+    open the parcel locker's page."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (Debian's chromium; scripts/setup installs it)")
     if importlib.util.find_spec("playwright") is None:
@@ -48,10 +55,12 @@ def test_frontend_adds_a_hub_and_shows_the_locker(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "logged in as 'demo'" in output
+    assert "discovered CoAP device shown: CoAP parcel locker at 127.0.0.1" in output
+    assert "CoAP device added: CoAP parcel locker" in output
     assert "MQTT form filled" in output
     assert "success step shown: created MQTT 127.0.0.1:" in output
     assert "device page shows 'Parcel locker' and 'Door 2'" in output
-    assert "Home Assistant has both hubs loaded" in output
+    assert "Home Assistant has all three hubs loaded (two MQTT, one CoAP)" in output
     assert "BROWSER CHECK PASSED" in output
     for name in SCREENSHOTS:
         # Written to tmp_path: docs/images is refreshed by hand (see tests/browser_check.py).

@@ -125,9 +125,9 @@ async def test_duplicate_aborts(hass: HomeAssistant, mqtt_broker: Broker) -> Non
     assert result["reason"] == "already_configured"
 
 
-@pytest.mark.parametrize("step", ["coap", "lwm2m"])
+@pytest.mark.parametrize("step", ["lwm2m"])
 async def test_other_protocols_not_yet_available(hass: HomeAssistant, step: str) -> None:
-    """CoAP and LwM2M abort with a translated reason until they exist."""
+    """LwM2M aborts with a translated reason until it exists."""
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": config_entries.SOURCE_USER}
     )

@@ -1,4 +1,4 @@
-"""scripts/develop --headless: the whole demo stack opens a locker door with confirmation."""
+"""scripts/develop --headless: the whole demo stack opens a door of each locker, confirmed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_headless_demo_confirms_a_door() -> None:
-    """mosquitto + simulators + Home Assistant, set up through its own APIs, open door 2."""
+    """mosquitto + simulators + Home Assistant, set up through its own APIs; the CoAP locker
+    is found by the loopback discovery scan and confirmed; door 2 of both lockers opens."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--headless"],
         capture_output=True,
@@ -26,4 +27,9 @@ def test_headless_demo_confirms_a_door() -> None:
     assert match, output
     assert 0 < float(match.group(1)) < 10_000
     assert "lock.parcel_locker_door_2 is now 'open'" in output
+    assert "CoAP device discovered and confirmed: CoAP parcel locker" in output
+    match = re.search(r"coap door 2: confirmed in ([\d.]+) ms after (\d+) attempt", output)
+    assert match, output
+    assert 0 < float(match.group(1)) < 10_000
+    assert "lock.coap_parcel_locker_door_2 is now 'open'" in output
     assert "DOOR CONFIRMED" in output

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import voluptuous as vol
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
-from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN
+from .const import CONF_COAP_DISCOVERY, DOMAIN
+from .discovery import DISCOVERY_SCHEMA, async_setup_discovery
 from .hub import IotBridgeConfigEntry, IotBridgeHub, iot_bridge_identifiers
 from .services import async_setup_services
 
@@ -23,12 +24,17 @@ PLATFORMS = [
     Platform.SENSOR,
     Platform.SWITCH,
 ]
-CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+# Hubs are config entries; YAML only says where CoAP discovery may send its multicast scan.
+CONFIG_SCHEMA = vol.Schema(
+    {vol.Optional(DOMAIN): vol.Schema({vol.Optional(CONF_COAP_DISCOVERY): DISCOVERY_SCHEMA})},
+    extra=vol.ALLOW_EXTRA,
+)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions once, whatever entries exist."""
+    """Register the actions and start CoAP discovery once, whatever entries exist."""
     async_setup_services(hass)
+    async_setup_discovery(hass, config.get(DOMAIN, {}).get(CONF_COAP_DISCOVERY, {}))
     return True
 
 

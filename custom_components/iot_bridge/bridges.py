@@ -15,13 +15,18 @@ from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNA
 from .const import (
     CONF_CA_FILE,
     CONF_CLIENT_ID,
+    CONF_DEVICE_ID,
     CONF_DISCOVERY_PREFIX,
+    CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_TLS,
     DEFAULT_DISCOVERY_PREFIX,
+    DEFAULT_POLL_INTERVAL,
+    PROTOCOL_COAP,
     PROTOCOL_MQTT,
 )
 from .core.bridge import Bridge, BridgeListener
+from .core.coap.bridge import CoapBridge, CoapSettings
 from .core.commands import CommandEngine
 from .core.mqtt.bridge import MqttBridge
 from .core.mqtt.connection import MqttSettings
@@ -38,11 +43,16 @@ class BridgeContext:
         *,
         accept_new_device: Callable[[str], bool],
         request_reauth: Callable[[], None],
+        title: str = "",
+        options: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self.listener = listener
         self.engine = engine
         self.accept_new_device = accept_new_device
         self.request_reauth = request_reauth
+        # The entry's title and current options (options change without a reload).
+        self.title = title
+        self.options = options
 
 
 def mqtt_settings_from(data: Mapping[str, Any]) -> MqttSettings:
@@ -74,8 +84,23 @@ def _mqtt_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
     )
 
 
+def _coap_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
+    def poll_interval() -> float:
+        return float(context.options().get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
+
+    settings = CoapSettings(
+        host=data[CONF_HOST],
+        port=int(data[CONF_PORT]),
+        device_id=data[CONF_DEVICE_ID],
+        name=context.title or data[CONF_DEVICE_ID],
+        poll_interval=poll_interval,
+    )
+    return CoapBridge(settings, context.engine, context.listener)
+
+
 _BUILDERS: dict[str, Callable[[Mapping[str, Any], BridgeContext], Bridge]] = {
     PROTOCOL_MQTT: _mqtt_bridge,
+    PROTOCOL_COAP: _coap_bridge,
 }
 
 

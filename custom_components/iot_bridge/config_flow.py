@@ -26,18 +26,24 @@ from .const import (
     CONF_CA_FILE,
     CONF_CLIENT_ID,
     CONF_DEADLINE,
+    CONF_DEVICE_ID,
     CONF_DISCOVERY_PREFIX,
+    CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_RETRIES,
     CONF_TLS,
+    DEFAULT_COAP_PORT,
     DEFAULT_DEADLINE,
     DEFAULT_DISCOVERY_PREFIX,
+    DEFAULT_POLL_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_RETRIES,
     DOMAIN,
     LOGGER,
+    PROTOCOL_COAP,
     PROTOCOL_MQTT,
 )
+from .core.coap.probe import DeviceUnreachable, NothingUsable, ProbeResult, probe
 from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -74,6 +80,50 @@ def _unique_id(data: Mapping[str, Any]) -> str:
     return f"{data[CONF_HOST]}:{data[CONF_PORT]}:{data[CONF_CLIENT_ID]}".lower()
 
 
+def coap_unique_id(device_id: str) -> str:
+    """A CoAP entry is the device, wherever it is: its id, not its address."""
+    return f"coap:{device_id}"
+
+
+def _coap_address(user_input: Mapping[str, Any]) -> tuple[str, int]:
+    """Host (an IPv6 literal without brackets) and port from the form."""
+    host = str(user_input[CONF_HOST]).strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(user_input[CONF_PORT])
+
+
+def _coap_schema(defaults: Mapping[str, Any]) -> vol.Schema:
+    return vol.Schema(
+        {
+            vol.Required(CONF_HOST, default=defaults.get(CONF_HOST, "")): str,
+            vol.Required(CONF_PORT, default=defaults.get(CONF_PORT, DEFAULT_COAP_PORT)): _PORT,
+        }
+    )
+
+
+def _coap_entry_data(found: ProbeResult) -> dict[str, Any]:
+    return {
+        CONF_PROTOCOL: PROTOCOL_COAP,
+        CONF_HOST: found.host,
+        CONF_PORT: found.port,
+        CONF_DEVICE_ID: found.device_id,
+    }
+
+
+async def _probe_coap(host: str, port: int) -> tuple[ProbeResult | None, str | None, str]:
+    """Read the device; (result, None, "") or (None, error key, detail)."""
+    try:
+        return await probe(host, port), None, ""
+    except DeviceUnreachable as err:
+        return None, "cannot_connect", str(err)
+    except NothingUsable as err:
+        return None, "no_usable_resources", str(err)
+    except Exception:
+        LOGGER.exception("Unexpected error while reading CoAP device %s:%s", host, port)
+        return None, "unknown", ""
+
+
 async def _test_connection(data: Mapping[str, Any]) -> str | None:
     """Connect once; return an error key for the form, or None on success."""
     try:
@@ -92,6 +142,7 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add an IoT Bridge hub."""
 
     VERSION = 1
+    _discovered: ProbeResult | None = None
 
     @staticmethod
     @callback
@@ -104,9 +155,61 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_menu(step_id="user", menu_options=["mqtt_broker", "coap", "lwm2m"])
 
     async def async_step_coap(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """CoAP devices are not supported yet."""
+        """One CoAP device by host and port, read before anything is created."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            host, port = _coap_address(user_input)
+            found, error, detail = await _probe_coap(host, port)
+            if error == "no_usable_resources":
+                return self._abort_nothing_usable(host, port, detail)
+            if found is not None:
+                await self.async_set_unique_id(coap_unique_id(found.device_id))
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(title=found.name, data=_coap_entry_data(found))
+            errors["base"] = str(error)
+        return self.async_show_form(
+            step_id="coap", data_schema=_coap_schema(user_input or {}), errors=errors
+        )
+
+    async def async_step_integration_discovery(
+        self, discovery_info: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """The multicast scan found a device: read it, then ask the user."""
+        host, port = discovery_info[CONF_HOST], int(discovery_info[CONF_PORT])
+        found, error, detail = await _probe_coap(host, port)
+        if found is None:
+            LOGGER.debug("Not offering CoAP device at %s:%s: %s %s", host, port, error, detail)
+            return self.async_abort(reason=str(error))
+        await self.async_set_unique_id(coap_unique_id(found.device_id))
+        # A known device at a new address: its entry follows it (and reloads).
+        self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
+        self._discovered = found
+        self.context["title_placeholders"] = {"name": found.name, "host": host}
+        return await self.async_step_discovery_confirm()
+
+    async def async_step_discovery_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Confirm a discovered CoAP device."""
+        found = self._discovered
+        assert found is not None
+        if user_input is not None:
+            return self.async_create_entry(title=found.name, data=_coap_entry_data(found))
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="discovery_confirm",
+            description_placeholders={
+                "name": found.name,
+                "host": found.host,
+                "port": str(found.port),
+                "resources": str(len(found.description.resources)),
+            },
+        )
+
+    def _abort_nothing_usable(self, host: str, port: int, detail: str) -> ConfigFlowResult:
         return self.async_abort(
-            reason="protocol_not_available", description_placeholders={"protocol": "CoAP"}
+            reason="no_usable_resources",
+            description_placeholders={"host": f"{host}:{port}", "detail": detail},
         )
 
     async def async_step_lwm2m(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -147,6 +250,8 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Change broker address or credentials of an existing hub."""
         entry = self._get_reconfigure_entry()
+        if entry.data.get(CONF_PROTOCOL) == PROTOCOL_COAP:
+            return await self.async_step_reconfigure_coap()
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {**entry.data, **_normalise(user_input)}
@@ -166,6 +271,31 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=vol.Schema(_connection_schema(defaults)),
+            errors=errors,
+        )
+
+    async def async_step_reconfigure_coap(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Move a CoAP device's entry to a new address; it must be the same device."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            host, port = _coap_address(user_input)
+            found, error, detail = await _probe_coap(host, port)
+            if error == "no_usable_resources":
+                return self._abort_nothing_usable(host, port, detail)
+            if found is not None:
+                if found.identified:
+                    await self.async_set_unique_id(coap_unique_id(found.device_id))
+                    self._abort_if_unique_id_mismatch(reason="wrong_device")
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={CONF_HOST: host, CONF_PORT: port}
+                )
+            errors["base"] = str(error)
+        return self.async_show_form(
+            step_id="reconfigure_coap",
+            data_schema=_coap_schema(user_input or entry.data),
             errors=errors,
         )
 
@@ -213,38 +343,51 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class IotBridgeOptionsFlow(OptionsFlow):
-    """Command deadline, retry budget and automatic discovery."""
+    """Command deadline and retries; per protocol: MQTT discovery, CoAP polling."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Show and store the options."""
+        """Show and store the options of the entry's protocol."""
+        coap = self.config_entry.data.get(CONF_PROTOCOL) == PROTOCOL_COAP
         if user_input is not None:
-            return self.async_create_entry(
-                data={
-                    CONF_DEADLINE: float(user_input[CONF_DEADLINE]),
-                    CONF_RETRIES: int(user_input[CONF_RETRIES]),
-                    CONF_AUTO_DISCOVERY: bool(user_input[CONF_AUTO_DISCOVERY]),
-                }
-            )
-        options = self.config_entry.options
-        schema = vol.Schema(
-            {
-                vol.Required(
-                    CONF_DEADLINE, default=options.get(CONF_DEADLINE, DEFAULT_DEADLINE)
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=1,
-                        max=300,
-                        step=0.5,
-                        unit_of_measurement="s",
-                        mode=NumberSelectorMode.BOX,
-                    )
-                ),
-                vol.Required(
-                    CONF_RETRIES, default=options.get(CONF_RETRIES, DEFAULT_RETRIES)
-                ): NumberSelector(NumberSelectorConfig(min=0, max=10, mode=NumberSelectorMode.BOX)),
-                vol.Required(
-                    CONF_AUTO_DISCOVERY, default=options.get(CONF_AUTO_DISCOVERY, True)
-                ): BooleanSelector(),
+            data: dict[str, Any] = {
+                CONF_DEADLINE: float(user_input[CONF_DEADLINE]),
+                CONF_RETRIES: int(user_input[CONF_RETRIES]),
             }
-        )
-        return self.async_show_form(step_id="init", data_schema=schema)
+            if coap:
+                data[CONF_POLL_INTERVAL] = float(user_input[CONF_POLL_INTERVAL])
+            else:
+                data[CONF_AUTO_DISCOVERY] = bool(user_input[CONF_AUTO_DISCOVERY])
+            return self.async_create_entry(data=data)
+        options = self.config_entry.options
+        fields: dict[vol.Marker, Any] = {
+            vol.Required(
+                CONF_DEADLINE, default=options.get(CONF_DEADLINE, DEFAULT_DEADLINE)
+            ): NumberSelector(
+                NumberSelectorConfig(
+                    min=1,
+                    max=300,
+                    step=0.5,
+                    unit_of_measurement="s",
+                    mode=NumberSelectorMode.BOX,
+                )
+            ),
+            vol.Required(
+                CONF_RETRIES, default=options.get(CONF_RETRIES, DEFAULT_RETRIES)
+            ): NumberSelector(NumberSelectorConfig(min=0, max=10, mode=NumberSelectorMode.BOX)),
+        }
+        if coap:
+            fields[
+                vol.Required(
+                    CONF_POLL_INTERVAL,
+                    default=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL),
+                )
+            ] = NumberSelector(
+                NumberSelectorConfig(
+                    min=1, max=3600, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
+                )
+            )
+        else:
+            fields[
+                vol.Required(CONF_AUTO_DISCOVERY, default=options.get(CONF_AUTO_DISCOVERY, True))
+            ] = BooleanSelector()
+        return self.async_show_form(step_id="init", data_schema=vol.Schema(fields))

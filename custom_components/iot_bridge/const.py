@@ -16,6 +16,15 @@ CONF_CA_FILE: Final = "ca_file"
 CONF_DEADLINE: Final = "command_deadline"
 CONF_RETRIES: Final = "command_retries"
 CONF_AUTO_DISCOVERY: Final = "auto_discovery"
+# CoAP: the id the device states (or its address), and how often unobserved values are read.
+CONF_DEVICE_ID: Final = "device_id"
+CONF_POLL_INTERVAL: Final = "poll_interval"
+# configuration.yaml `iot_bridge: coap_discovery:` (where the multicast scan runs).
+CONF_COAP_DISCOVERY: Final = "coap_discovery"
+CONF_INTERFACE: Final = "interface"
+CONF_IPV6_INTERFACE: Final = "ipv6_interface"
+CONF_SCAN_INTERVAL: Final = "scan_interval"
+CONF_ENABLED: Final = "enabled"
 
 PROTOCOL_MQTT: Final = "mqtt"
 PROTOCOL_COAP: Final = "coap"
@@ -26,5 +35,8 @@ DEFAULT_TLS_PORT: Final = 8883
 DEFAULT_DISCOVERY_PREFIX: Final = "iot_bridge"
 DEFAULT_DEADLINE: Final = 10.0
 DEFAULT_RETRIES: Final = 2
+DEFAULT_COAP_PORT: Final = 5683
+DEFAULT_POLL_INTERVAL: Final = 30.0
+DEFAULT_SCAN_INTERVAL: Final = 300.0
 
 EVENT_COMMAND: Final = "iot_bridge_command"

@@ -94,6 +94,8 @@ class IotBridgeHub:
                 self.engine,
                 accept_new_device=self._accept_new_device,
                 request_reauth=lambda: entry.async_start_reauth(hass),
+                title=entry.title,
+                options=lambda: entry.options,
             ),
         )
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from .behaviour import Behaviour
+from .coap import CoapDeviceSimulator, Format, MulticastSettings
 from .devices import DEVICE_FACTORIES
 from .mqtt import MqttDeviceSimulator, Printer
 
@@ -53,11 +54,54 @@ def build_fleet(
     return fleet
 
 
-def start_fleet(
-    fleet: list[MqttDeviceSimulator], timeout: float = 5.0
-) -> list[MqttDeviceSimulator]:
+def build_coap_fleet(
+    kinds: Sequence[str] = ("locker",),
+    *,
+    host: str = "127.0.0.1",
+    first_port: int = 0,
+    behaviour: Behaviour | None = None,
+    printer: Printer | None = None,
+    content_format: Format = "text",
+    separate_response: bool = False,
+    max_age: int = 60,
+    multicast: MulticastSettings | None = None,
+    first_number: int = 1,
+) -> list[CoapDeviceSimulator]:
+    """One CoAP server per kind (ids coap-locker1, ...; names start with "CoAP" so they
+    stand apart from MQTT devices of the same model); port 0 picks free ports."""
+    counts: dict[str, int] = {}
+    fleet = []
+    for index, kind in enumerate(kinds):
+        counts[kind] = counts.get(kind, first_number - 1) + 1
+        model = DEVICE_FACTORIES[kind](f"coap-{kind}{counts[kind]}")
+        fleet.append(
+            CoapDeviceSimulator(
+                model,
+                host=host,
+                port=first_port + index if first_port else 0,
+                behaviour=_copy(behaviour or Behaviour()),
+                printer=printer,
+                content_format=content_format,
+                separate_response=separate_response,
+                max_age=max_age,
+                multicast=multicast,
+                name=f"CoAP {model.name[:1].lower()}{model.name[1:]}",
+            )
+        )
+    return fleet
+
+
+class Simulator(Protocol):
+    """What the fleet helpers need of a simulated device, whatever its protocol."""
+
+    def start(self, timeout: float = ...) -> None: ...
+    def stop(self, clear: bool = ...) -> None: ...
+    def crash(self) -> None: ...
+
+
+def start_fleet[S: Simulator](fleet: list[S], timeout: float = 5.0) -> list[S]:
     """Start a built fleet; if one device cannot start, stop the started ones and raise."""
-    started: list[MqttDeviceSimulator] = []
+    started: list[S] = []
     try:
         for simulator in fleet:
             simulator.start(timeout)
@@ -68,12 +112,12 @@ def start_fleet(
     return fleet
 
 
-def stop_fleet(fleet: Iterable[MqttDeviceSimulator], clear: bool = False) -> None:
+def stop_fleet(fleet: Iterable[Simulator], clear: bool = False) -> None:
     for simulator in fleet:
         simulator.stop(clear=clear)
 
 
-def crash_fleet(fleet: Iterable[MqttDeviceSimulator]) -> None:
+def crash_fleet(fleet: Iterable[Simulator]) -> None:
     for simulator in fleet:
         simulator.crash()
 
