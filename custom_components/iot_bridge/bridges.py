@@ -17,17 +17,25 @@ from .const import (
     CONF_CLIENT_ID,
     CONF_DEVICE_ID,
     CONF_DISCOVERY_PREFIX,
+    CONF_PMAX,
+    CONF_PMIN,
     CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_TLS,
     DEFAULT_DISCOVERY_PREFIX,
+    DEFAULT_LWM2M_HOST,
+    DEFAULT_LWM2M_PORT,
+    DEFAULT_PMAX,
+    DEFAULT_PMIN,
     DEFAULT_POLL_INTERVAL,
     PROTOCOL_COAP,
+    PROTOCOL_LWM2M,
     PROTOCOL_MQTT,
 )
-from .core.bridge import Bridge, BridgeListener
+from .core.bridge import Admission, Bridge, BridgeListener
 from .core.coap.bridge import CoapBridge, CoapSettings
 from .core.commands import CommandEngine
+from .core.lwm2m.bridge import Lwm2mBridge, Lwm2mSettings
 from .core.mqtt.bridge import MqttBridge
 from .core.mqtt.connection import MqttSettings
 from .core.mqtt.profile import Topics
@@ -41,14 +49,15 @@ class BridgeContext:
         listener: BridgeListener,
         engine: CommandEngine,
         *,
-        accept_new_device: Callable[[str], bool],
+        admission: Callable[[str], Admission],
         request_reauth: Callable[[], None],
         title: str = "",
         options: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self.listener = listener
         self.engine = engine
-        self.accept_new_device = accept_new_device
+        # Whether a device the bridge just met may become a Home Assistant device.
+        self.admission = admission
         self.request_reauth = request_reauth
         # The entry's title and current options (options change without a reload).
         self.title = title
@@ -78,7 +87,7 @@ def _mqtt_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
         topics,
         context.engine,
         context.listener,
-        accept_new_devices=context.accept_new_device,
+        accept_new_devices=lambda device_id: (context.admission(device_id) is Admission.ACCEPTED),
         # The broker came back but refuses the stored credentials: ask the user.
         on_auth_failed=context.request_reauth,
     )
@@ -98,9 +107,29 @@ def _coap_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
     return CoapBridge(settings, context.engine, context.listener)
 
 
+def lwm2m_settings_from(data: Mapping[str, Any], options: Mapping[str, Any]) -> Lwm2mSettings:
+    """Where the LwM2M server listens, and the observation periods it asks for."""
+    return Lwm2mSettings(
+        host=data.get(CONF_HOST, DEFAULT_LWM2M_HOST),
+        port=int(data.get(CONF_PORT, DEFAULT_LWM2M_PORT)),
+        pmin=int(options.get(CONF_PMIN, DEFAULT_PMIN)),
+        pmax=int(options.get(CONF_PMAX, DEFAULT_PMAX)),
+    )
+
+
+def _lwm2m_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
+    return Lwm2mBridge(
+        lwm2m_settings_from(data, context.options()),
+        context.engine,
+        context.listener,
+        admission=context.admission,
+    )
+
+
 _BUILDERS: dict[str, Callable[[Mapping[str, Any], BridgeContext], Bridge]] = {
     PROTOCOL_MQTT: _mqtt_bridge,
     PROTOCOL_COAP: _coap_bridge,
+    PROTOCOL_LWM2M: _lwm2m_bridge,
 }
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import (
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import callback
 from homeassistant.helpers import instance_id
@@ -14,6 +19,9 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
@@ -22,12 +30,19 @@ from homeassistant.helpers.selector import (
 from .bridges import mqtt_settings_from
 from .compat import vol
 from .const import (
+    ADMISSION_ACCEPT_ALL,
+    ADMISSION_ASK,
+    CONF_ADMISSION,
     CONF_AUTO_DISCOVERY,
     CONF_CA_FILE,
     CONF_CLIENT_ID,
     CONF_DEADLINE,
     CONF_DEVICE_ID,
     CONF_DISCOVERY_PREFIX,
+    CONF_ENTRY_ID,
+    CONF_PENDING_DEVICE,
+    CONF_PMAX,
+    CONF_PMIN,
     CONF_POLL_INTERVAL,
     CONF_PROTOCOL,
     CONF_RETRIES,
@@ -35,19 +50,34 @@ from .const import (
     DEFAULT_COAP_PORT,
     DEFAULT_DEADLINE,
     DEFAULT_DISCOVERY_PREFIX,
+    DEFAULT_LWM2M_HOST,
+    DEFAULT_LWM2M_PORT,
+    DEFAULT_PMAX,
+    DEFAULT_PMIN,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_RETRIES,
     DOMAIN,
     LOGGER,
     PROTOCOL_COAP,
+    PROTOCOL_LWM2M,
     PROTOCOL_MQTT,
 )
+from .core.bridge import BridgeStartError
 from .core.coap.probe import DeviceUnreachable, NothingUsable, ProbeResult, probe
+from .core.lwm2m.server import check_port_free
 from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection
+from .hub import pending_device_unique_id
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _PORT = NumberSelector(NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX))
+_ADMISSION = SelectSelector(
+    SelectSelectorConfig(
+        options=[ADMISSION_ASK, ADMISSION_ACCEPT_ALL],
+        translation_key=CONF_ADMISSION,
+        mode=SelectSelectorMode.LIST,
+    )
+)
 _CONNECTION_KEYS = (CONF_HOST, CONF_PORT, CONF_USERNAME, CONF_PASSWORD, CONF_TLS, CONF_CA_FILE)
 
 
@@ -143,6 +173,7 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
 
     VERSION = 1
     _discovered: ProbeResult | None = None
+    _pending: tuple[str, str] | None = None
 
     @staticmethod
     @callback
@@ -174,7 +205,9 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_integration_discovery(
         self, discovery_info: dict[str, Any]
     ) -> ConfigFlowResult:
-        """The multicast scan found a device: read it, then ask the user."""
+        """A device to offer: one a hub met (LwM2M, MQTT), or one the CoAP scan found."""
+        if CONF_PENDING_DEVICE in discovery_info:
+            return await self._async_step_pending_device(discovery_info)
         host, port = discovery_info[CONF_HOST], int(discovery_info[CONF_PORT])
         found, error, detail = await _probe_coap(host, port)
         if found is None:
@@ -213,9 +246,74 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def async_step_lwm2m(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """The LwM2M server is not supported yet."""
-        return self.async_abort(
-            reason="protocol_not_available", description_placeholders={"protocol": "LwM2M"}
+        """Where the LwM2M server listens, and how new devices are admitted."""
+        errors: dict[str, str] = {}
+        placeholders = {"port": str(DEFAULT_LWM2M_PORT), "error": ""}
+        if user_input is not None:
+            host = str(user_input[CONF_HOST]).strip() or DEFAULT_LWM2M_HOST
+            port = int(user_input[CONF_PORT])
+            await self.async_set_unique_id(f"lwm2m:{port}")
+            self._abort_if_unique_id_configured()
+            try:
+                check_port_free(host, port)
+            except BridgeStartError as err:
+                errors["base"] = "port_in_use" if "in use" in str(err) else "cannot_listen"
+                placeholders = {"port": str(port), "error": str(err)}
+            else:
+                return self.async_create_entry(
+                    title=f"LwM2M server (UDP {port})",
+                    data={CONF_PROTOCOL: PROTOCOL_LWM2M, CONF_HOST: host, CONF_PORT: port},
+                    options={CONF_ADMISSION: user_input[CONF_ADMISSION]},
+                )
+        defaults = user_input or {}
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_HOST, default=defaults.get(CONF_HOST, DEFAULT_LWM2M_HOST)): str,
+                vol.Required(CONF_PORT, default=defaults.get(CONF_PORT, DEFAULT_LWM2M_PORT)): _PORT,
+                vol.Required(
+                    CONF_ADMISSION, default=defaults.get(CONF_ADMISSION, ADMISSION_ASK)
+                ): _ADMISSION,
+            }
+        )
+        return self.async_show_form(
+            step_id="lwm2m",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def _async_step_pending_device(self, discovery_info: dict[str, Any]) -> ConfigFlowResult:
+        """A hub met a device nobody admitted yet: ask the user."""
+        entry_id, device_id = discovery_info[CONF_ENTRY_ID], discovery_info[CONF_PENDING_DEVICE]
+        await self.async_set_unique_id(pending_device_unique_id(entry_id, device_id))
+        # Ignored before (an ignore entry with this id): never asked again.
+        self._abort_if_unique_id_configured()
+        hub_entry = self.hass.config_entries.async_get_entry(entry_id)
+        if hub_entry is None:
+            return self.async_abort(reason="hub_not_loaded")
+        self._pending = (entry_id, device_id)
+        self.context["title_placeholders"] = {"name": device_id, "host": hub_entry.title}
+        return await self.async_step_accept_device()
+
+    async def async_step_accept_device(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Accept a waiting device: it gets its entities on the hub that met it."""
+        assert self._pending is not None
+        entry_id, device_id = self._pending
+        hub_entry = self.hass.config_entries.async_get_entry(entry_id)
+        if hub_entry is None or hub_entry.state is not ConfigEntryState.LOADED:
+            return self.async_abort(reason="hub_not_loaded")
+        if user_input is not None:
+            await hub_entry.runtime_data.async_accept(device_id)
+            return self.async_abort(
+                reason="device_accepted",
+                description_placeholders={"name": device_id, "hub": hub_entry.title},
+            )
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="accept_device",
+            description_placeholders={"name": device_id, "hub": hub_entry.title},
         )
 
     async def async_step_mqtt_broker(
@@ -343,22 +441,25 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class IotBridgeOptionsFlow(OptionsFlow):
-    """Command deadline and retries; per protocol: MQTT discovery, CoAP polling."""
+    """Command deadline and retries; per protocol: MQTT discovery, CoAP polling, LwM2M
+    admission and observation periods."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and store the options of the entry's protocol."""
-        coap = self.config_entry.data.get(CONF_PROTOCOL) == PROTOCOL_COAP
+        protocol = self.config_entry.data.get(CONF_PROTOCOL, PROTOCOL_MQTT)
+        options = self.config_entry.options
         if user_input is not None:
             data: dict[str, Any] = {
+                **options,
                 CONF_DEADLINE: float(user_input[CONF_DEADLINE]),
                 CONF_RETRIES: int(user_input[CONF_RETRIES]),
             }
-            if coap:
-                data[CONF_POLL_INTERVAL] = float(user_input[CONF_POLL_INTERVAL])
-            else:
-                data[CONF_AUTO_DISCOVERY] = bool(user_input[CONF_AUTO_DISCOVERY])
+            for key, convert in _PROTOCOL_OPTIONS[protocol]:
+                data[key] = convert(user_input[key])
+            if protocol == PROTOCOL_LWM2M and _periods(data) != _periods(options):
+                # Observation periods are sent to devices when they are set up.
+                self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
             return self.async_create_entry(data=data)
-        options = self.config_entry.options
         fields: dict[vol.Marker, Any] = {
             vol.Required(
                 CONF_DEADLINE, default=options.get(CONF_DEADLINE, DEFAULT_DEADLINE)
@@ -375,19 +476,52 @@ class IotBridgeOptionsFlow(OptionsFlow):
                 CONF_RETRIES, default=options.get(CONF_RETRIES, DEFAULT_RETRIES)
             ): NumberSelector(NumberSelectorConfig(min=0, max=10, mode=NumberSelectorMode.BOX)),
         }
-        if coap:
-            fields[
-                vol.Required(
-                    CONF_POLL_INTERVAL,
-                    default=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL),
-                )
-            ] = NumberSelector(
-                NumberSelectorConfig(
-                    min=1, max=3600, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
-                )
-            )
-        else:
-            fields[
-                vol.Required(CONF_AUTO_DISCOVERY, default=options.get(CONF_AUTO_DISCOVERY, True))
-            ] = BooleanSelector()
+        fields.update(_protocol_fields(protocol, options))
         return self.async_show_form(step_id="init", data_schema=vol.Schema(fields))
+
+
+def _seconds(low: int, high: int) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=low, max=high, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
+        )
+    )
+
+
+def _periods(options: Mapping[str, Any]) -> tuple[Any, Any]:
+    return options.get(CONF_PMIN, DEFAULT_PMIN), options.get(CONF_PMAX, DEFAULT_PMAX)
+
+
+# Each protocol's own options: (key, how the stored value is made from the form's).
+_PROTOCOL_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
+    PROTOCOL_MQTT: ((CONF_AUTO_DISCOVERY, bool),),
+    PROTOCOL_COAP: ((CONF_POLL_INTERVAL, float),),
+    PROTOCOL_LWM2M: ((CONF_ADMISSION, str), (CONF_PMIN, int), (CONF_PMAX, int)),
+}
+
+
+def _protocol_fields(protocol: str, options: Mapping[str, Any]) -> dict[vol.Marker, Any]:
+    if protocol == PROTOCOL_COAP:
+        return {
+            vol.Required(
+                CONF_POLL_INTERVAL,
+                default=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL),
+            ): _seconds(1, 3600)
+        }
+    if protocol == PROTOCOL_LWM2M:
+        return {
+            vol.Required(
+                CONF_ADMISSION, default=options.get(CONF_ADMISSION, ADMISSION_ASK)
+            ): _ADMISSION,
+            vol.Required(CONF_PMIN, default=options.get(CONF_PMIN, DEFAULT_PMIN)): _seconds(
+                0, 3600
+            ),
+            vol.Required(CONF_PMAX, default=options.get(CONF_PMAX, DEFAULT_PMAX)): _seconds(
+                1, 86400
+            ),
+        }
+    return {
+        vol.Required(CONF_AUTO_DISCOVERY, default=options.get(CONF_AUTO_DISCOVERY, True)): (
+            BooleanSelector()
+        )
+    }

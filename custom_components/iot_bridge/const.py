@@ -26,6 +26,18 @@ CONF_IPV6_INTERFACE: Final = "ipv6_interface"
 CONF_SCAN_INTERVAL: Final = "scan_interval"
 CONF_ENABLED: Final = "enabled"
 
+# LwM2M server: how new endpoints are admitted, observation periods, who was accepted.
+CONF_ADMISSION: Final = "admission"
+ADMISSION_ASK: Final = "ask"
+ADMISSION_ACCEPT_ALL: Final = "accept_all"
+CONF_PMIN: Final = "pmin"
+CONF_PMAX: Final = "pmax"
+CONF_ACCEPTED: Final = "accepted_devices"
+# A discovery flow for a device a hub met but nobody admitted yet (LwM2M, MQTT).
+CONF_PENDING_DEVICE: Final = "pending_device"
+CONF_ENTRY_ID: Final = "entry_id"
+CONF_NAME: Final = "name"
+
 PROTOCOL_MQTT: Final = "mqtt"
 PROTOCOL_COAP: Final = "coap"
 PROTOCOL_LWM2M: Final = "lwm2m"
@@ -38,5 +50,9 @@ DEFAULT_RETRIES: Final = 2
 DEFAULT_COAP_PORT: Final = 5683
 DEFAULT_POLL_INTERVAL: Final = 30.0
 DEFAULT_SCAN_INTERVAL: Final = 300.0
+DEFAULT_LWM2M_HOST: Final = "0.0.0.0"
+DEFAULT_LWM2M_PORT: Final = 5683
+DEFAULT_PMIN: Final = 1
+DEFAULT_PMAX: Final = 300
 
 EVENT_COMMAND: Final = "iot_bridge_command"

@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    SOURCE_INTEGRATION_DISCOVERY,
+    ConfigEntry,
+)
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
@@ -17,20 +21,31 @@ from homeassistant.exceptions import (
     HomeAssistantError,
 )
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import discovery_flow
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from .bridges import BridgeContext, build_bridge
 from .const import (
+    ADMISSION_ACCEPT_ALL,
+    ADMISSION_ASK,
+    CONF_ACCEPTED,
+    CONF_ADMISSION,
     CONF_AUTO_DISCOVERY,
     CONF_DEADLINE,
+    CONF_ENTRY_ID,
+    CONF_NAME,
+    CONF_PENDING_DEVICE,
+    CONF_PROTOCOL,
     CONF_RETRIES,
     DEFAULT_DEADLINE,
     DEFAULT_RETRIES,
     DOMAIN,
     EVENT_COMMAND,
     LOGGER,
+    PROTOCOL_LWM2M,
+    PROTOCOL_MQTT,
 )
-from .core.bridge import BridgeAuthError, BridgeStartError
+from .core.bridge import Admission, BridgeAuthError, BridgeStartError
 from .core.commands import CommandEngine
 from .core.model import Capability, Command, CommandResult, Device
 
@@ -86,13 +101,15 @@ class IotBridgeHub:
         # so changing them needs no reload.
         self.engine = CommandEngine()
         self._registry_ids: dict[str, str] = {}
+        # Devices a discovery flow was started for in this run (one flow each).
+        self._asked: set[str] = set()
         self._load_registry_ids()
         self.bridge = build_bridge(
             entry.data,
             BridgeContext(
                 self,
                 self.engine,
-                accept_new_device=self._accept_new_device,
+                admission=self._admission,
                 request_reauth=lambda: entry.async_start_reauth(hass),
                 title=entry.title,
                 options=lambda: entry.options,
@@ -288,11 +305,57 @@ class IotBridgeHub:
             self.engine.resend_pending()
         async_dispatcher_send(self.hass, signal_connection(self.entry.entry_id))
 
-    def _accept_new_device(self, device_id: str) -> bool:
-        if self.entry.options.get(CONF_AUTO_DISCOVERY, True):
-            return True
-        # With discovery off, only devices the user already has keep working.
-        return self.device_registry_id(device_id) is not None
+    # Admission ----------------------------------------------------------------
+
+    def _admission(self, device_id: str) -> Admission:
+        """Whether a device the bridge just met may have entities (asks the user if unsure)."""
+        options = self.entry.options
+        protocol = self.entry.data.get(CONF_PROTOCOL, PROTOCOL_MQTT)
+        if protocol == PROTOCOL_LWM2M:
+            automatic = options.get(CONF_ADMISSION, ADMISSION_ASK) == ADMISSION_ACCEPT_ALL
+        else:
+            automatic = bool(options.get(CONF_AUTO_DISCOVERY, True))
+        if automatic or self._accepted(device_id):
+            return Admission.ACCEPTED
+        unique_id = pending_device_unique_id(self.entry.entry_id, device_id)
+        known = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, unique_id)
+        if known is not None and known.source == SOURCE_IGNORE:
+            return Admission.IGNORED
+        if device_id not in self._asked:
+            self._asked.add(device_id)
+            discovery_flow.async_create_flow(
+                self.hass,
+                DOMAIN,
+                context={"source": SOURCE_INTEGRATION_DISCOVERY},
+                data={
+                    CONF_PENDING_DEVICE: device_id,
+                    CONF_ENTRY_ID: self.entry.entry_id,
+                    CONF_NAME: device_id,
+                },
+            )
+        return Admission.PENDING
+
+    def _accepted(self, device_id: str) -> bool:
+        return (
+            device_id in self.entry.options.get(CONF_ACCEPTED, ())
+            or self.device_registry_id(device_id) is not None
+        )
+
+    async def async_accept(self, device_id: str) -> None:
+        """The user accepted a waiting device: remember it, and let the bridge set it up."""
+        accepted = list(self.entry.options.get(CONF_ACCEPTED, ()))
+        if device_id not in accepted:
+            accepted.append(device_id)
+            self.hass.config_entries.async_update_entry(
+                self.entry, options={**self.entry.options, CONF_ACCEPTED: accepted}
+            )
+        self._asked.discard(device_id)
+        await self.bridge.admit(device_id)
+
+
+def pending_device_unique_id(entry_id: str, device_id: str) -> str:
+    """The unique id of the flow that asks about a device (and of its ignore entry)."""
+    return f"device:{entry_id}:{device_id}"
 
 
 # Failed outcomes whose cause has a message of its own; the rest use their status's.

@@ -375,9 +375,12 @@ class ObjectTree:
         if cap.get("device_class") != "door":
             self._add(3200, {5500: state}, key)
             return
-        resources = {1: Resource(read=lambda: str(cap.get("name", key))), 50: state}
         lock = f"{key}_lock"
-        if self.model.capability(lock) is not None:
+        lock_cap = self.model.capability(lock)
+        # A door is named like its lock ("Door 2"), as a real locker names its compartments.
+        name = str((lock_cap or cap).get("name", key))
+        resources = {1: Resource(read=lambda: name), 50: state}
+        if lock_cap is not None:
             resources[100] = Resource(execute=lambda _args: Command(lock, "open"))
         self._add(DOOR_OBJECT, resources, key)
 

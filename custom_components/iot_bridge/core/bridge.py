@@ -72,6 +72,9 @@ class Bridge(Protocol):
     async def execute(self, command: Command, capability: Capability) -> CommandResult:
         """Carry out one command through the command engine and return its single outcome."""
 
+    async def admit(self, device_id: str) -> None:
+        """The user accepted a device that waited for it (Admission.PENDING)."""
+
     async def forget_device(self, device_id: str) -> None:
         """The user deleted the device: forget it, and make it stay gone where possible."""
 

@@ -224,6 +224,9 @@ class CoapBridge:
             self._settle(command.capability, device.state.get(command.capability))
         return result
 
+    async def admit(self, device_id: str) -> None:
+        """Nothing to do: a CoAP device is admitted by adding its entry."""
+
     async def forget_device(self, device_id: str) -> None:
         """The user deleted the device: stop following it until the entry is reloaded
         (the entry is the device; deleting the entry removes it for good)."""

@@ -72,6 +72,9 @@ class Endpoint:
     bindings: dict[str, Binding] = field(default_factory=dict)
     values: dict[LwM2MPath, Value] = field(default_factory=dict)
     observations: dict[LwM2MPath, asyncio.Task[None]] = field(default_factory=dict)
+    # Paths an Observe was sent for and not cancelled yet: the client may be notifying even
+    # when our side gave up waiting (an unload in the middle of setting up).
+    observe_sent: set[LwM2MPath] = field(default_factory=set)
     expectations: dict[str, tuple[Expectation, asyncio.Future[bool]]] = field(default_factory=dict)
     setup: asyncio.Task[None] | None = None
     awake_until: float = 0.0
@@ -136,10 +139,11 @@ class Lwm2mBridge:
         """Cancel observations on the wire (within a short budget), close the socket."""
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         cancels = [
             self._cancel_on_wire(endpoint, path)
             for endpoint in self.endpoints.values()
-            for path in list(endpoint.observations)
+            for path in list(endpoint.observe_sent)
         ]
         for endpoint in self.endpoints.values():
             self._drop_observations(endpoint)
@@ -147,7 +151,6 @@ class Lwm2mBridge:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_SHUTDOWN_BUDGET):
                     await asyncio.gather(*cancels, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop()
 
     async def admit(self, device_id: str) -> None:
@@ -166,7 +169,7 @@ class Lwm2mBridge:
         if endpoint is not None:
             if endpoint.setup is not None:
                 endpoint.setup.cancel()
-            for path in list(endpoint.observations):
+            for path in list(endpoint.observe_sent):
                 self._spawn(self._cancel_on_wire(endpoint, path))
             self._drop_observations(endpoint)
 
@@ -253,7 +256,11 @@ class Lwm2mBridge:
         registration = endpoint.registration
         if registration is None:
             return
-        instances = registration.objects.instance_paths()
+        instances = [
+            path
+            for path in registration.objects.instance_paths()
+            if self._mapper.shown(path.object_id or 0)
+        ]
         async with self._setup_slots:
             for instance in instances:
                 await self._read_into(endpoint, instance)
@@ -299,6 +306,7 @@ class Lwm2mBridge:
         await self._write_attributes(endpoint, instance)
         try:
             await self._wait_awake(endpoint, _SETUP_TIMEOUT)
+            endpoint.observe_sent.add(instance)
             first, notifications = await self.server.observe(
                 registration, str(instance), timeout=_SETUP_TIMEOUT, accept=endpoint.accept
             )
@@ -419,9 +427,11 @@ class Lwm2mBridge:
             await self.server.cancel_observation(registration, str(path), timeout=_CANCEL_TIMEOUT)
 
     def _drop_observations(self, endpoint: Endpoint) -> None:
+        """Forget our side of the observations (the client forgot them, or we cancel them)."""
         for task in endpoint.observations.values():
             task.cancel()
         endpoint.observations.clear()
+        endpoint.observe_sent.clear()
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -217,6 +217,8 @@ class EntityTable:
     rules: Mapping[int, tuple[Rule, ...]]
     units: Mapping[str, str]
     device_info: Mapping[str, LwM2MPath]
+    # Objects about the LwM2M relationship itself (security, server accounts, ...).
+    not_entities: frozenset[int] = frozenset()
 
     def unit(self, ucum: object) -> str | None:
         """Home Assistant's unit for a UCUM unit a device reports; None when unknown."""
@@ -255,7 +257,12 @@ def entity_table() -> EntityTable:
         for entry in document["objects"]
     }
     info = {key: LwM2MPath.parse(path) for key, path in document["device_info"].items()}
-    return EntityTable(rules=rules, units=dict(document["units"]), device_info=info)
+    return EntityTable(
+        rules=rules,
+        units=dict(document["units"]),
+        device_info=info,
+        not_entities=frozenset(int(i) for i in document.get("not_entities", ())),
+    )
 
 
 def device_info(values: Mapping[LwM2MPath, Value], table: EntityTable | None = None) -> DeviceInfo:
@@ -290,6 +297,10 @@ class Mapper:
         self.registry = registry or default_registry()
         self.table = table or entity_table()
 
+    def shown(self, object_id: int) -> bool:
+        """Whether an object can become entities at all (not Security, Server, ...)."""
+        return object_id not in self.table.not_entities
+
     def mapped(self, object_id: int) -> bool:
         """Whether the table has rules for the object."""
         return object_id in self.table.rules
@@ -313,6 +324,8 @@ class Mapper:
         for instance in instances:
             object_id = instance.object_id
             assert object_id is not None
+            if object_id in self.table.not_entities:
+                continue
             several = counts[object_id] > 1
             rules = self.table.rules.get(object_id)
             if rules is None:

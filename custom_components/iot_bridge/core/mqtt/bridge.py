@@ -13,7 +13,7 @@ from paho.mqtt.properties import Properties
 
 from ..bridge import BridgeAuthError, BridgeListener, BridgeStartError
 from ..commands import CommandEngine, TransportUnavailable
-from ..devices import DeviceStore, RejectLog
+from ..devices import MAX_EARLY_DEVICES, DeviceStore, RejectLog
 from ..model import Capability, Command, CommandResult, Device
 from .connection import (
     MqttAuthError,
@@ -55,6 +55,7 @@ class MqttBridge:
         self.store = DeviceStore(listener, self.rejects)
         self._listener = listener
         self._accept_new = accept_new_devices
+        self._held: dict[str, Device] = {}
         self.connection = MqttConnection(
             settings,
             on_connection_change=listener.connection_changed,
@@ -127,9 +128,23 @@ class MqttBridge:
             self.store.remove(device_id)
             return
         if device_id not in self.store.devices and not self._accept_new(device_id):
-            _LOGGER.info("Ignoring new device %s: automatic discovery is off", device_id)
+            # Held until the user accepts it (admit) or ignores it; bounded like early state.
+            self._held.pop(device_id, None)
+            self._held[device_id] = device
+            while len(self._held) > MAX_EARLY_DEVICES:
+                self._held.pop(next(iter(self._held)))
+            _LOGGER.info(
+                "New device %s waits for acceptance (automatic discovery is off)", device_id
+            )
             return
+        self._held.pop(device_id, None)
         self.store.announce(device)
+
+    async def admit(self, device_id: str) -> None:
+        """The user accepted a device announced while automatic discovery was off."""
+        device = self._held.pop(device_id, None)
+        if device is not None:
+            self.store.announce(device)
 
     def _on_state(self, message: aiomqtt.Message) -> None:
         device_id = self._device_id(message)
