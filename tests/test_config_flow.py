@@ -125,19 +125,6 @@ async def test_duplicate_aborts(hass: HomeAssistant, mqtt_broker: Broker) -> Non
     assert result["reason"] == "already_configured"
 
 
-@pytest.mark.parametrize("step", ["lwm2m"])
-async def test_other_protocols_not_yet_available(hass: HomeAssistant, step: str) -> None:
-    """LwM2M aborts with a translated reason until it exists."""
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": config_entries.SOURCE_USER}
-    )
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {"next_step_id": step}
-    )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "protocol_not_available"
-
-
 async def test_prefill_from_home_assistant_mqtt(hass: HomeAssistant) -> None:
     """Host, port and credentials come from Home Assistant's own MQTT entry."""
     MockConfigEntry(
