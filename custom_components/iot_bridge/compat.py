@@ -55,6 +55,11 @@ except ImportError:  # pragma: no cover - Home Assistant 2025.4
     from homeassistant.components.switch import (  # type: ignore[no-redef, attr-defined, unused-ignore]
         SwitchDeviceClass,
     )
+# The tracker entity's module moved (config_entry is a deprecated alias since 2026); the
+# package re-exports it on every supported version, without declaring it for type checkers.
+from homeassistant.components.device_tracker import (  # type: ignore[attr-defined, unused-ignore]
+    TrackerEntity,
+)
 
 __all__ = [
     "ATTR_BRIGHTNESS",
@@ -62,5 +67,6 @@ __all__ = [
     "ButtonDeviceClass",
     "LockEntityFeature",
     "SwitchDeviceClass",
+    "TrackerEntity",
     "vol",
 ]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from homeassistant.components.device_tracker.config_entry import TrackerEntity
 from homeassistant.components.device_tracker.const import SourceType
 
+from .compat import TrackerEntity
 from .core.model import CapabilityKind
 from .entity import IotBridgeEntity, capability_platform
 
