@@ -239,6 +239,28 @@ async def test_confirmed_open(
     assert locker.executed == [events[0]["command_id"]]
 
 
+async def test_unlock_and_lock_show_their_transitions(
+    hass: HomeAssistant, locker: CoapDeviceSimulator, locker_hub: MockConfigEntry
+) -> None:
+    """unlock shows unlocking, lock shows locking; each new state only on the device's answer."""
+    states = _record_states(hass, LOCK_2)
+    for service in ("unlock", "lock"):
+        await hass.services.async_call(
+            LOCK_DOMAIN, service, {ATTR_ENTITY_ID: LOCK_2}, blocking=True
+        )
+    assert states == [
+        LockState.UNLOCKING,
+        LockState.UNLOCKED,
+        LockState.LOCKING,
+        LockState.LOCKED,
+    ]
+    assert [r.payload for r in locker.received if r.method == "PUT"] == [
+        b"unlocked",
+        b"locked",
+    ]
+    assert locker.model.state["door2_lock"] == "locked"
+
+
 async def test_send_command_response(
     hass: HomeAssistant, locker: CoapDeviceSimulator, locker_hub: MockConfigEntry
 ) -> None:

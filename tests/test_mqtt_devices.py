@@ -390,6 +390,25 @@ async def test_lock_open_confirmed(hass: HomeAssistant, locker: MqttDeviceSimula
     assert events[0]["latency_ms"] < 2000
 
 
+async def test_unlock_and_lock_show_their_transitions(
+    hass: HomeAssistant, locker: MqttDeviceSimulator
+) -> None:
+    """Unlocking and locking show while in flight; each new state only on confirmation."""
+    states = _record_lock_states(hass, LOCK_2)
+    for service in ("unlock", "lock"):
+        await hass.services.async_call(
+            LOCK_DOMAIN, service, {ATTR_ENTITY_ID: LOCK_2}, blocking=True
+        )
+    assert states == [
+        LockState.UNLOCKING,
+        LockState.UNLOCKED,
+        LockState.LOCKING,
+        LockState.LOCKED,
+    ]
+    assert [r.payload["action"] for r in locker.received if r.payload] == ["unlock", "lock"]
+    assert len(locker.executed) == 2
+
+
 async def test_lock_rejected(hass: HomeAssistant, locker: MqttDeviceSimulator) -> None:
     """A refusal raises a translated error naming device and reason; state stays."""
     locker.behaviour.refuse = "door blocked"
