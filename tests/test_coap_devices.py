@@ -16,6 +16,7 @@ from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -30,7 +31,7 @@ from iot_bridge_sim.coap import CoapDeviceSimulator
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 
 from .coap_peers import StartSim, coap_entry, restartable_udp_port, start_coap_sim
-from .common import registry_device, setup_entry, wait_for
+from .common import registry_device, remove_device, setup_entry, wait_for
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -336,6 +337,10 @@ async def test_late_answer_is_ignored(
     assert events[0]["outcome"] == "timeout"
     engine = locker_hub.runtime_data.engine
     assert engine.stats["confirmed"] == 0
+    # The device acted on the first attempt; the retries that followed (same id) did not
+    # make it act again.
+    assert locker.executed == [events[0]["command_id"]]
+    assert len([r for r in locker.received if r.method == "PUT"]) >= 2
 
 
 async def test_separate_response_confirms(hass: HomeAssistant, start_coap_sim: StartSim) -> None:
@@ -632,10 +637,19 @@ async def test_bad_description_after_restart_is_logged_once(
 
 
 async def test_deleted_device_is_no_longer_followed(
-    hass: HomeAssistant, locker: CoapDeviceSimulator, locker_hub: MockConfigEntry
+    hass: HomeAssistant,
+    locker: CoapDeviceSimulator,
+    locker_hub: MockConfigEntry,
+    hass_ws_client: Any,
 ) -> None:
-    """Deleting the device in Home Assistant ends its observations on the device."""
-    bridge = _bridge(locker_hub)
-    await bridge.forget_device("locker1")
+    """Deleting the device in the UI ends its observations on the device and its entities."""
+    assert await async_setup_component(hass, "config", {})
+    device = registry_device(hass, ENTRY_ID, "locker1")
+    assert device is not None
+    client = await hass_ws_client(hass)
+    response = await remove_device(client, device.id, locker_hub.entry_id)
+    assert response["success"]
     await wait_for(lambda: locker.observers() == 0, what="observations cancelled")
-    assert "locker1" not in bridge.devices
+    assert "locker1" not in _bridge(locker_hub).devices
+    assert registry_device(hass, ENTRY_ID, "locker1") is None
+    assert not er.async_entries_for_config_entry(er.async_get(hass), locker_hub.entry_id)
