@@ -86,7 +86,8 @@ class _Collector(asyncio.DatagramProtocol):
             return
         try:
             message = Message.decode(data)
-        except coap_error.UnparsableMessage:
+        except (coap_error.UnparsableMessage, ValueError):
+            # aiocoap decodes string options eagerly: invalid UTF-8 is a UnicodeDecodeError.
             self.dropped += 1
             return
         if message.token != self.token or message.code != Code.CONTENT:
