@@ -12,13 +12,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..bridge import BridgeAuthError, BridgeListener, BridgeStartError
-from ..commands import CommandEngine, TransportUnavailable
+from ..commands import CommandEngine, TransportInterrupted, TransportUnavailable
 from ..devices import MAX_EARLY_DEVICES, DeviceStore, RejectLog
 from ..model import Capability, Command, CommandResult, Device
 from .connection import (
     MqttAuthError,
     MqttConnectError,
     MqttConnection,
+    MqttLinkLost,
     MqttNotConnected,
     MqttSettings,
 )
@@ -207,6 +208,8 @@ class MqttBridge:
                 qos=1,
                 properties=properties,
             )
+        except MqttLinkLost as err:
+            raise TransportInterrupted(f"broker connection lost ({err})") from err
         except MqttNotConnected as err:
             raise TransportUnavailable(f"broker not connected ({err})") from err
 
