@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 from homeassistant.components.lock import DOMAIN as LOCK_DOMAIN
+from homeassistant.components.lock.const import LockState
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON, STATE_UNKNOWN
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.iot_bridge.const import CONF_DEADLINE, CONF_RETRIES, DOMAIN
+from custom_components.iot_bridge.const import CONF_DEADLINE, CONF_RETRIES, DOMAIN, EVENT_COMMAND
 from iot_bridge_sim.devices import parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
@@ -208,3 +210,130 @@ async def test_command_while_broker_down_fails_on_every_path(
 
     await _assert_every_path_fails(hass, hass_ws_client, caplog, NOT_CONNECTED)
     assert locker.received == []
+
+
+# Reconnects: a command whose deadline outlasts the outage is confirmed, carried out once ---
+
+
+def _record_outcomes(hass: HomeAssistant) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+
+    @callback
+    def record(event: Event) -> None:
+        events.append(dict(event.data))
+
+    hass.bus.async_listen(EVENT_COMMAND, record)
+    return events
+
+
+def _open(hass: HomeAssistant) -> Any:
+    return hass.async_create_task(
+        hass.services.async_call(LOCK_DOMAIN, "open", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
+    )
+
+
+def _assert_confirmed_once(
+    outcomes: list[dict[str, Any]], locker: MqttDeviceSimulator, min_attempts: int = 2
+) -> None:
+    """One outcome, CONFIRMED after more than one attempt; the device acted once."""
+    assert [(o["outcome"], o["capability"]) for o in outcomes] == [("confirmed", "door2_lock")]
+    assert outcomes[0]["attempts"] >= min_attempts
+    command_id = outcomes[0]["command_id"]
+    assert locker.executed == [command_id]
+    assert {r.payload["id"] for r in locker.received if r.payload} == {command_id}
+    assert len(locker.received) >= 2
+
+
+async def _start_silent(hass: HomeAssistant, locker: MqttDeviceSimulator) -> None:
+    """Start the locker acting on commands but not answering (its answer is "lost")."""
+    locker.behaviour.silent = True
+    await hass.async_add_executor_job(locker.start)
+    await wait_for(lambda: _state(hass, LOCK_2) == LockState.LOCKED, what="locker entities")
+
+
+async def _acted_unanswered(entry: MockConfigEntry, locker: MqttDeviceSimulator) -> None:
+    """The device got attempt 1, opened (its state message says so) and sent no answer."""
+    await wait_for(lambda: len(locker.executed) == 1, what="attempt 1 carried out")
+    hub = entry.runtime_data
+
+    def opened() -> bool:
+        device = hub.device("locker1")
+        return device is not None and device.state.get("door2_lock") == "open"
+
+    await wait_for(opened, what="state message after the open")
+
+
+async def test_broker_restart_mid_command_is_confirmed_after_reconnect(
+    hass: HomeAssistant, own_broker: Broker, prefix: str, locker: MqttDeviceSimulator
+) -> None:
+    """The broker restarts while lock.open waits; no retry slot is left (retries 0), so only
+    the resend on reconnect can save it: confirmed, and the door opened once."""
+    entry = await _setup_hub(hass, own_broker, prefix, **{CONF_DEADLINE: 8.0, CONF_RETRIES: 0})
+    await _start_silent(hass, locker)
+    outcomes = _record_outcomes(hass)
+    task = _open(hass)
+    await _acted_unanswered(entry, locker)
+
+    await hass.async_add_executor_job(own_broker.stop)
+    locker.behaviour.silent = False  # answers again (a repeat: re-sends, does not act)
+    await hass.async_add_executor_job(own_broker.start)
+    await task  # no error: confirmed within the deadline
+
+    _assert_confirmed_once(outcomes, locker)
+    assert _state(hass, LOCK_2) == LockState.OPEN
+
+
+async def test_device_back_online_resends_pending_command(
+    hass: HomeAssistant, own_broker: Broker, prefix: str, locker: MqttDeviceSimulator
+) -> None:
+    """The device drops off (Last Will) while lock.open waits and comes back: its "online"
+    sends the pending command again at once; the hub's own link never dropped."""
+    entry = await _setup_hub(hass, own_broker, prefix, **{CONF_DEADLINE: 8.0, CONF_RETRIES: 0})
+    await _start_silent(hass, locker)
+    outcomes = _record_outcomes(hass)
+    task = _open(hass)
+    await _acted_unanswered(entry, locker)
+    reconnects = entry.runtime_data.bridge.connection.reconnects
+
+    await hass.async_add_executor_job(locker.crash)
+    await wait_for(lambda: _state(hass, CONNECTIVITY) == STATE_OFF, what="Last Will")
+    assert not task.done()
+    locker.behaviour.silent = False
+    started = time.monotonic()
+    await hass.async_add_executor_job(locker.start)
+    await task
+
+    assert time.monotonic() - started < 4.0  # at once, not at the 8 s deadline
+    assert entry.runtime_data.bridge.connection.reconnects == reconnects
+    _assert_confirmed_once(outcomes, locker)
+
+
+async def test_link_lost_while_waiting_for_puback_does_not_block_resend(
+    hass: HomeAssistant, own_broker: Broker, prefix: str, locker: MqttDeviceSimulator
+) -> None:
+    """The broker freezes (no PUBACK for the command), then dies and comes back.
+
+    aiomqtt would keep the publish waiting for its PUBACK until its own 10 s timeout,
+    past this 6 s deadline; the publish must end when the link drops so the reconnect can
+    send the command again: confirmed, carried out once.
+    """
+    entry = await _setup_hub(hass, own_broker, prefix, **{CONF_DEADLINE: 6.0, CONF_RETRIES: 0})
+    await hass.async_add_executor_job(locker.start)
+    await wait_for(lambda: _state(hass, LOCK_2) == LockState.LOCKED, what="locker entities")
+    outcomes = _record_outcomes(hass)
+
+    await hass.async_add_executor_job(own_broker.pause)
+    task = _open(hass)
+    engine = entry.runtime_data.engine
+    await wait_for(lambda: bool(engine.pending_ids), what="command pending")
+    await hass.async_add_executor_job(time.sleep, 0.3)  # published, no PUBACK coming
+    assert not task.done()
+    await hass.async_add_executor_job(own_broker.kill)
+    await hass.async_add_executor_job(own_broker.start)
+    await task
+
+    assert len(outcomes) == 1
+    assert outcomes[0]["outcome"] == "confirmed"
+    assert outcomes[0]["attempts"] >= 2
+    assert locker.executed == [outcomes[0]["command_id"]]
+    assert _state(hass, LOCK_2) == LockState.OPEN
