@@ -42,6 +42,7 @@ class Broker:
         port: int | None = None,
         tls: bool = False,
         extra_config: list[str] | None = None,
+        acl: str | None = None,
     ) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -51,7 +52,13 @@ class Broker:
         self._process: subprocess.Popen[bytes] | None = None
         # With tls, clients must trust ca_file (a CA made for this broker alone).
         self.ca_file: Path | None = self._make_certificates() if tls else None
-        self.config = self._write_config(users or {}, nodelay, extra_config or [])
+        extra = list(extra_config or [])
+        if acl is not None:
+            acl_file = self._dir / "acl"
+            acl_file.write_text(acl)
+            acl_file.chmod(0o644)
+            extra.append(f"acl_file {acl_file}")
+        self.config = self._write_config(users or {}, nodelay, extra)
 
     @property
     def directory(self) -> Path:
