@@ -267,7 +267,12 @@ async def test_broker_restart_mid_command_is_confirmed_after_reconnect(
     hass: HomeAssistant, own_broker: Broker, prefix: str, locker: MqttDeviceSimulator
 ) -> None:
     """The broker restarts while lock.open waits; no retry slot is left (retries 0), so only
-    the resend on reconnect can save it: confirmed, and the door opened once."""
+    a resend after the outage can save it: confirmed, and the door opened once.
+
+    The hub's own reconnect resend usually reaches the broker before the device has
+    subscribed again (no persistent session) and is lost; the resend that arrives is the
+    one its live "online" triggers.
+    """
     entry = await _setup_hub(hass, own_broker, prefix, **{CONF_DEADLINE: 8.0, CONF_RETRIES: 0})
     await _start_silent(hass, locker)
     outcomes = _record_outcomes(hass)
