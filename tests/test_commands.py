@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from custom_components.iot_bridge.core.commands import (
     CommandEngine,
     ReplyVerdict,
+    TransportInterrupted,
     TransportTimeout,
     TransportUnavailable,
 )
@@ -660,6 +661,47 @@ async def test_reconnect_resends_at_once_with_the_same_id() -> None:
     assert result.attempts == 3
     assert transport.ids == {command.command_id}
     assert transport.sent_at[2] - transport.sent_at[0] < 0.5 + SLACK  # not at the deadline
+    assert_idle(engine)
+
+
+class Interrupted:
+    """Attempt 1: the link drops before the ack; later attempts are answered at once."""
+
+    def __init__(self, engine: CommandEngine) -> None:
+        self.engine = engine
+        self.attempts: list[int] = []
+
+    async def send_command(self, command: Command, *, attempt: int, expires_in: float) -> None:
+        self.attempts.append(attempt)
+        if attempt == 1:
+            raise TransportInterrupted("broker connection lost")
+        self.engine.handle_reply(ok_reply(command.command_id))
+
+
+async def test_interrupted_first_attempt_waits_for_the_reconnect() -> None:
+    # The link dropped while attempt 1 waited for its ack: it may have reached the device,
+    # and the deadline outlasts the outage. Not a failure yet: the reconnect sends it again.
+    engine = CommandEngine()
+    transport = Interrupted(engine)
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=2.0, retries=0)
+    task = asyncio.create_task(engine.execute(transport, command))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    engine.resend_pending()
+    result = await task
+    assert (result.status, result.attempts) == (CommandStatus.CONFIRMED, 2)
+    assert transport.attempts == [1, 2]
+    assert_idle(engine)
+
+
+async def test_interrupted_attempt_without_reconnect_ends_in_timeout() -> None:
+    # In doubt (it may have arrived), so not "not delivered": a timeout saying why.
+    engine = CommandEngine()
+    command = engine.new_command("dev1", "door2_lock", "open", deadline=0.2, retries=0)
+    result = await engine.execute(Interrupted(engine), command)
+    assert result.status is CommandStatus.TIMEOUT
+    assert result.reason is not None
+    assert "broker connection lost" in result.reason
     assert_idle(engine)
 
 

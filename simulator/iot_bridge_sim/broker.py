@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,6 +41,8 @@ class Broker:
         nodelay: bool = True,
         port: int | None = None,
         tls: bool = False,
+        extra_config: list[str] | None = None,
+        acl: str | None = None,
     ) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -49,9 +52,20 @@ class Broker:
         self._process: subprocess.Popen[bytes] | None = None
         # With tls, clients must trust ca_file (a CA made for this broker alone).
         self.ca_file: Path | None = self._make_certificates() if tls else None
-        self.config = self._write_config(users or {}, nodelay)
+        extra = list(extra_config or [])
+        if acl is not None:
+            acl_file = self._dir / "acl"
+            acl_file.write_text(acl)
+            acl_file.chmod(0o644)
+            extra.append(f"acl_file {acl_file}")
+        self.config = self._write_config(users or {}, nodelay, extra)
 
-    def _write_config(self, users: dict[str, str], nodelay: bool) -> Path:
+    @property
+    def directory(self) -> Path:
+        """The broker's own temporary directory (for extra files such as an ACL file)."""
+        return self._dir
+
+    def _write_config(self, users: dict[str, str], nodelay: bool, extra: list[str]) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "log_type error"]
         if nodelay:
             lines.append("set_tcp_nodelay true")
@@ -72,6 +86,7 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {password_file}"]
         else:
             lines.append("allow_anonymous true")
+        lines += extra  # e.g. an acl_file line
         config = self._dir / "mosquitto.conf"
         config.write_text("\n".join(lines) + "\n")
         return config
@@ -172,6 +187,22 @@ class Broker:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """End the broker at once (SIGKILL), frozen or not: the kernel closes every
+        connection, so clients see it drop."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.kill()
+        process.wait()
         if process.stderr:
             process.stderr.close()
 

@@ -44,6 +44,12 @@ class TransportUnavailable(Exception):
     """The transport cannot deliver right now (connection down). str(err) is a human reason."""
 
 
+class TransportInterrupted(TransportUnavailable):
+    """The connection dropped after the attempt was handed over but before the transport
+    acknowledged it: it may or may not have reached the device. The engine keeps waiting
+    (a reconnect sends it again, same id) until the deadline."""
+
+
 class TransportTimeout(Exception):
     """The transport waited until the deadline and the command may or may not have reached
     the device (it slept, the request went unanswered). str(err) says what it waited for."""
@@ -289,7 +295,7 @@ class CommandEngine:
             if future.done() or self._remaining(run) <= 0:
                 return
             await self._attempt(transport, command, run, future)
-            if index == 0 and run.error is not None:
+            if index == 0 and run.error is not None and not run.in_doubt:
                 return  # the first attempt failed outright: say so now, not at the deadline
         await self._wait(transport, command, run, future, run.total)
 
@@ -360,6 +366,9 @@ class CommandEngine:
     def _record_send(self, run: _Run, error: BaseException | None) -> None:
         if error is None:
             run.delivered += 1
+        elif isinstance(error, TransportInterrupted):
+            run.in_doubt = True
+            run.error = str(error) or "connection lost"
         elif isinstance(error, TransportUnavailable):
             run.error = str(error) or "transport unavailable"
         elif isinstance(error, TransportTimeout):

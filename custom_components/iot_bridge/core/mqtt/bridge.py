@@ -12,13 +12,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..bridge import BridgeAuthError, BridgeListener, BridgeStartError
-from ..commands import CommandEngine, TransportUnavailable
+from ..commands import CommandEngine, TransportInterrupted, TransportUnavailable
 from ..devices import MAX_EARLY_DEVICES, DeviceStore, RejectLog
 from ..model import Capability, Command, CommandResult, Device
 from .connection import (
     MqttAuthError,
     MqttConnectError,
     MqttConnection,
+    MqttLinkLost,
     MqttNotConnected,
     MqttSettings,
 )
@@ -168,7 +169,15 @@ class MqttBridge:
             self._drop(device_id, "availability", err)
             return
         self.rejects.accept(device_id, "availability")
+        device = self.store.devices.get(device_id)
+        back = available and device is not None and not device.available
         self.store.set_available(device_id, available)
+        # A device announces "online" after subscribing to its command topic (the profile's
+        # order), live rather than from the broker's retained store: back from its Last Will,
+        # or reconnected after the broker restarted. Its pending commands go out again now
+        # (same id, so it acts at most once) instead of waiting for a retry slot.
+        if back or (available and device is not None and not message.retain):
+            self.engine.resend_pending(device_id)
 
     def _on_reply(self, message: aiomqtt.Message) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
@@ -207,6 +216,8 @@ class MqttBridge:
                 qos=1,
                 properties=properties,
             )
+        except MqttLinkLost as err:
+            raise TransportInterrupted(f"broker connection lost ({err})") from err
         except MqttNotConnected as err:
             raise TransportUnavailable(f"broker not connected ({err})") from err
 

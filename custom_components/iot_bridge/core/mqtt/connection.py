@@ -47,6 +47,11 @@ class MqttNotConnected(Exception):
     """A publish was attempted while the broker connection is down."""
 
 
+class MqttLinkLost(MqttNotConnected):
+    """The connection dropped while a publish waited for the broker's acknowledgement: the
+    message may or may not have reached the broker."""
+
+
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
     """Where and how to connect."""
@@ -119,6 +124,9 @@ class MqttConnection:
         self._route_cache: dict[str, list[MessageHandler]] = {}
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
+        # Done when the current link drops: wakes publishes that wait for a PUBACK, which
+        # aiomqtt itself would leave waiting until its own timeout.
+        self._link_down: asyncio.Future[None] | None = None
         self._tls: ssl.SSLContext | None = None
         self.connected = False
         self.reconnects = 0
@@ -171,14 +179,31 @@ class MqttConnection:
         retain: bool = False,
         properties: Properties | None = None,
     ) -> None:
-        """Publish; with QoS >= 1 returns once the broker acknowledged the message."""
-        client = self._client
-        if client is None or not self.connected:
+        """Publish; with QoS >= 1 returns once the broker acknowledged the message.
+
+        Raises MqttNotConnected when the link is down, MqttLinkLost when it drops before the
+        acknowledgement arrives (at once, not at aiomqtt's timeout: a command waiting here
+        must be free to go out again as soon as the broker is back).
+        """
+        client, link_down = self._client, self._link_down
+        if client is None or link_down is None or not self.connected:
             raise MqttNotConnected(self.last_error or "not connected to the broker")
+        send = asyncio.ensure_future(
+            client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        )
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        except aiomqtt.MqttError as err:
-            raise MqttNotConnected(str(err)) from err
+            await asyncio.wait((send, link_down), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not send.done():
+                send.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await send
+        if send.cancelled():
+            raise MqttLinkLost("connection lost before the broker acknowledged the message")
+        if (error := send.exception()) is not None:
+            if isinstance(error, aiomqtt.MqttError):
+                raise MqttNotConnected(str(error)) from error
+            raise error
 
     async def _connect(self) -> aiomqtt.Client:
         if self.settings.tls and self._tls is None:
@@ -301,6 +326,10 @@ class MqttConnection:
         if connected == self.connected:
             return
         self.connected = connected
+        if connected:
+            self._link_down = asyncio.get_running_loop().create_future()
+        elif self._link_down is not None and not self._link_down.done():
+            self._link_down.set_result(None)
         if self._on_connection_change is not None:
             self._on_connection_change(connected)
 
