@@ -207,7 +207,8 @@ class DemoStack:
                 raise RuntimeError("Home Assistant exited; see home-assistant.out")
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 async with session.get(f"{self.base_url}/api/onboarding") as response:
-                    if response.status == 200:
+                    # 404 once onboarding is done (a later run): the view is not registered.
+                    if response.status in (200, 404):
                         return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"Home Assistant did not answer on {self.base_url}")
@@ -216,8 +217,9 @@ class DemoStack:
         """Create the demo user (first run) and obtain an access token."""
         token_file = self.config_dir / ".demo_token"
         async with session.get(f"{self.base_url}/api/onboarding") as response:
-            steps = {step["step"]: step["done"] for step in await response.json()}
-        if steps.get("user"):
+            onboarded = response.status == 404
+            steps = {} if onboarded else {s["step"]: s["done"] for s in await response.json()}
+        if onboarded or steps.get("user"):
             self.token = token_file.read_text().strip()
             return
         client_id = f"{self.base_url}/"
@@ -656,7 +658,7 @@ async def run_interactive(stack: DemoStack) -> int:
         log(
             "another LwM2M locker: PYTHONPATH=simulator .venv/bin/python -m iot_bridge_sim "
             f"--protocol lwm2m --server coap://127.0.0.1:{stack.lwm2m_port} --device locker "
-            "--number 2"
+            "--endpoint-prefix lwm2m- --number 2"
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -692,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_processes()
         runner = run_headless if args.headless else run_interactive
         return asyncio.run(runner(stack))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C before the demo was ready: `finally` still stops everything
     except Exception as err:
         log(f"failed: {err}")
         if args.headless:
