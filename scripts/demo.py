@@ -36,6 +36,12 @@ DEMO_NAME = "IoT Bridge demo"
 LOCKER_DOOR_2 = "lock.parcel_locker_door_2"
 COAP_LOCKER = "CoAP parcel locker"
 COAP_DOOR_2 = "lock.coap_parcel_locker_door_2"
+# The LwM2M locker registers with the demo's LwM2M server and waits under Discovered.
+LWM2M_ENDPOINT = "lwm2m-locker1"
+LWM2M_DOOR_2 = "lock.lwm2m_locker1_door_2"
+LWM2M_DOOR_2_OPEN = "binary_sensor.lwm2m_locker1_door_2"
+LWM2M_DOOR_2_KEY = "10359_1"  # object 10359 (lock), instance 1
+LWM2M_TITLE = "LwM2M server (UDP {port})"
 ONLINE_ONLY_DOMAINS = frozenset({"google_translate", "met", "radio_browser", "shopping_list"})
 CONFIGURATION = """\
 homeassistant:
@@ -98,8 +104,11 @@ class DemoStack:
     quiet: bool = False
     base_url: str = field(init=False)
     token: str | None = field(init=False, default=None)
+    # The LwM2M server entry's UDP port: a free one, found when the entry is created.
+    lwm2m_port: int | None = field(init=False, default=None)
     _broker: Broker | None = field(init=False, default=None)
     _processes: list[subprocess.Popen[bytes]] = field(init=False, default_factory=list)
+    _hass: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.base_url = f"http://127.0.0.1:{self.http_port}"
@@ -111,7 +120,7 @@ class DemoStack:
         self._broker = Broker(port=self.mqtt_port)
         self._broker.start()
         log(f"mosquitto listening on 127.0.0.1:{self.mqtt_port}")
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "simulator"), "PYTHONUNBUFFERED": "1"}
+        env = self._simulator_env()
         self._spawn(
             [sys.executable, "-m", "iot_bridge_sim", "--port", str(self.mqtt_port)], env=env
         )
@@ -120,20 +129,38 @@ class DemoStack:
         log(f"CoAP parcel locker answering discovery on 224.0.1.187:{self.coap_discovery_port}")
         self._write_config()
         hass = [sys.executable, "-m", "homeassistant", "-c", str(self.config_dir), "--skip-pip"]
-        self._spawn(hass, env=os.environ.copy(), log_name="home-assistant.out")
+        self._hass = self._spawn(hass, env=os.environ.copy(), log_name="home-assistant.out")
         log(f"Home Assistant starting on {self.base_url} (config {self.config_dir})")
+
+    def start_lwm2m_locker(self) -> None:
+        """An LwM2M parcel locker registering with the demo's LwM2M server (which must exist
+        first: add_lwm2m_server). stop() ends it before Home Assistant, so it de-registers."""
+        assert self.lwm2m_port is not None
+        command = [
+            *("-m", "iot_bridge_sim", "--protocol", "lwm2m"),
+            *("--server", f"coap://127.0.0.1:{self.lwm2m_port}", "--device", "locker"),
+            *("--endpoint-prefix", LWM2M_ENDPOINT.removesuffix("locker1")),
+        ]
+        self._spawn([sys.executable, *command], env=self._simulator_env())
+        log(
+            f"LwM2M parcel locker '{LWM2M_ENDPOINT}' registering with coap://127.0.0.1:{self.lwm2m_port}"
+        )
+
+    @staticmethod
+    def _simulator_env() -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(ROOT / "simulator"), "PYTHONUNBUFFERED": "1"}
 
     def _spawn(
         self, command: list[str], *, env: dict[str, str], log_name: str | None = None
-    ) -> None:
+    ) -> subprocess.Popen[bytes]:
         output: Any = None
         if self.quiet or log_name:
             output = (self.config_dir / (log_name or "simulators.out")).open("ab")
-        self._processes.append(
-            subprocess.Popen(
-                command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
+        self._processes.append(process)
+        return process
 
     def stop(self) -> None:
         """Terminate everything this stack started, newest first."""
@@ -147,6 +174,7 @@ class DemoStack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self._processes.clear()
+        self._hass = None
         if self._broker is not None:
             self._broker.close()
             self._broker = None
@@ -175,11 +203,12 @@ class DemoStack:
         """Wait for the HTTP server; fail early if Home Assistant exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._processes[-1].poll() is not None:
+            if self._hass is None or self._hass.poll() is not None:
                 raise RuntimeError("Home Assistant exited; see home-assistant.out")
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 async with session.get(f"{self.base_url}/api/onboarding") as response:
-                    if response.status == 200:
+                    # 404 once onboarding is done (a later run): the view is not registered.
+                    if response.status in (200, 404):
                         return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"Home Assistant did not answer on {self.base_url}")
@@ -188,8 +217,9 @@ class DemoStack:
         """Create the demo user (first run) and obtain an access token."""
         token_file = self.config_dir / ".demo_token"
         async with session.get(f"{self.base_url}/api/onboarding") as response:
-            steps = {step["step"]: step["done"] for step in await response.json()}
-        if steps.get("user"):
+            onboarded = response.status == 404
+            steps = {} if onboarded else {s["step"]: s["done"] for s in await response.json()}
+        if onboarded or steps.get("user"):
             self.token = token_file.read_text().strip()
             return
         client_id = f"{self.base_url}/"
@@ -309,6 +339,34 @@ class DemoStack:
             raise RuntimeError(f"config flow did not create the hub: {result}")
         log(f"MQTT hub added through the config flow: {result['title']}")
 
+    async def add_lwm2m_server(self, session: aiohttp.ClientSession) -> None:
+        """The LwM2M server entry through the real config flow, admission "ask me", on a free
+        UDP port of 127.0.0.1; a later run (interactive config) keeps the entry and its port."""
+        prefix = LWM2M_TITLE.split("{", 1)[0]
+        entries = await self.get(session, "/api/config/config_entries/entry?domain=iot_bridge")
+        for entry in entries:
+            if entry["title"].startswith(prefix):
+                self.lwm2m_port = int(entry["title"].removeprefix(prefix).rstrip(")"))
+                return
+        port = free_udp_port()
+        flow = await self.post(
+            session, "/api/config/config_entries/flow", {"handler": "iot_bridge"}
+        )
+        flow = await self.post(
+            session,
+            f"/api/config/config_entries/flow/{flow['flow_id']}",
+            {"next_step_id": "lwm2m"},
+        )
+        result = await self.post(
+            session,
+            f"/api/config/config_entries/flow/{flow['flow_id']}",
+            {"host": "127.0.0.1", "port": port, "admission": "ask"},
+        )
+        if result.get("type") != "create_entry":
+            raise RuntimeError(f"config flow did not create the LwM2M server: {result}")
+        self.lwm2m_port = port
+        log(f"LwM2M server added through the config flow: {result['title']}, admission 'ask me'")
+
     async def wait_for_state(
         self, session: aiohttp.ClientSession, entity_id: str, timeout: float = 60
     ) -> dict[str, Any]:
@@ -346,13 +404,43 @@ class DemoStack:
             if any(entry["title"] == COAP_LOCKER for entry in entries):
                 return None
             flows = await self.ws(session, {"type": "config_entries/flow/progress"})
-            for flow in flows:
-                if flow["handler"] == "iot_bridge" and flow["context"].get("source") == (
-                    "integration_discovery"
-                ):
-                    return dict(flow)
+            for flow in _discovery_flows(flows):
+                if str(flow["context"].get("unique_id", "")).startswith("coap:"):
+                    return flow
             await asyncio.sleep(0.5)
         raise TimeoutError("the CoAP locker was not discovered")
+
+    async def lwm2m_discovery(
+        self, session: aiohttp.ClientSession, timeout: float = 60
+    ) -> dict[str, Any] | None:
+        """The flow asking about the registered LwM2M locker; None once it was accepted
+        (a later run: its entities exist and it gets no new flow)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with session.get(
+                f"{self.base_url}/api/states/{LWM2M_DOOR_2}", headers=self._headers()
+            ) as response:
+                if response.status == 200:
+                    return None
+            flows = await self.ws(session, {"type": "config_entries/flow/progress"})
+            for flow in _discovery_flows(flows):
+                unique_id = str(flow["context"].get("unique_id", ""))
+                if unique_id.startswith("device:") and unique_id.endswith(f":{LWM2M_ENDPOINT}"):
+                    return flow
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"the LwM2M locker {LWM2M_ENDPOINT} did not register")
+
+    async def accept_lwm2m_locker(self, session: aiohttp.ClientSession) -> None:
+        """Accept the waiting LwM2M locker the way the UI's "Add" then "Submit" do."""
+        flow = await self.lwm2m_discovery(session)
+        if flow is not None:
+            result = await self.post(
+                session, f"/api/config/config_entries/flow/{flow['flow_id']}", {}
+            )
+            if result.get("reason") != "device_accepted":
+                raise RuntimeError(f"the LwM2M device was not accepted: {result}")
+            log(f"LwM2M device discovered and accepted: {LWM2M_ENDPOINT}")
+        await self.wait_for_state(session, LWM2M_DOOR_2)
 
     async def confirm_coap_locker(self, session: aiohttp.ClientSession) -> None:
         """Confirm the discovered CoAP locker the way the UI's "Add" button does."""
@@ -453,12 +541,15 @@ class DemoStack:
         await self.ws(session, {"type": "lovelace/config/save", "config": config})
 
     async def open_door(
-        self, session: aiohttp.ClientSession, locker: str = "Parcel locker"
+        self,
+        session: aiohttp.ClientSession,
+        locker: str = "Parcel locker",
+        capability: str = "door2_lock",
     ) -> dict[str, Any]:
         """Open door 2 of a locker through the REST API and return the action's response."""
         command = {
             "device_id": await self.locker_device_id(session, locker),
-            "capability": "door2_lock",
+            "capability": capability,
             "action": "open",
         }
         answer = await self.post(
@@ -467,19 +558,37 @@ class DemoStack:
         return dict(answer["service_response"])
 
     async def prepare(self, session: aiohttp.ClientSession) -> None:
-        """Everything after the processes run: onboarding, hub, automation, dashboard."""
+        """Everything after the processes run: onboarding, hubs, the LwM2M locker,
+        automation, dashboard."""
         await self.wait_until_up(session)
         await self.onboard(session)
         await self.add_mqtt_hub(session)
+        await self.add_lwm2m_server(session)
+        self.start_lwm2m_locker()
         await self.wait_for_state(session, LOCKER_DOOR_2)
         await self.add_demo_automation(session)
         await self.add_demo_dashboard(session)
 
 
+def _discovery_flows(flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """IoT Bridge's flows waiting under Discovered (CoAP scan answers, pending devices)."""
+    return [
+        dict(flow)
+        for flow in flows
+        if flow["handler"] == "iot_bridge"
+        and flow["context"].get("source") == "integration_discovery"
+    ]
+
+
 async def _open_and_report(
-    stack: DemoStack, session: aiohttp.ClientSession, label: str, locker: str, entity_id: str
+    stack: DemoStack,
+    session: aiohttp.ClientSession,
+    label: str,
+    locker: str,
+    entity_id: str,
+    capability: str = "door2_lock",
 ) -> bool:
-    response = await stack.open_door(session, locker)
+    response = await stack.open_door(session, locker, capability)
     state = await stack.get(session, f"/api/states/{entity_id}")
     log(
         f"{label}: {response.get('status')} in {response.get('latency_ms')} ms "
@@ -488,18 +597,39 @@ async def _open_and_report(
     return response.get("status") == "confirmed" and state["state"] == "open"
 
 
+async def _open_lwm2m_and_report(stack: DemoStack, session: aiohttp.ClientSession) -> bool:
+    """LwM2M's lock status knows only locked and unlocked: the door's own sensor says open."""
+    response = await stack.open_door(session, LWM2M_ENDPOINT, LWM2M_DOOR_2_KEY)
+    door = "unknown"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        door = (await stack.get(session, f"/api/states/{LWM2M_DOOR_2_OPEN}"))["state"]
+        if door == "on":
+            break
+        await asyncio.sleep(0.2)
+    lock = (await stack.get(session, f"/api/states/{LWM2M_DOOR_2}"))["state"]
+    log(
+        f"lwm2m door 2: {response.get('status')} in {response.get('latency_ms')} ms "
+        f"after {response.get('attempts')} attempt(s); {LWM2M_DOOR_2} is now '{lock}', "
+        f"{LWM2M_DOOR_2_OPEN} is '{door}'"
+    )
+    return response.get("status") == "confirmed" and door == "on"
+
+
 async def run_headless(stack: DemoStack) -> int:
-    """Start, confirm the discovered CoAP locker, open door 2 of both lockers, print the
-    outcomes and latencies; 0 only if both were confirmed."""
+    """Start, confirm the discovered CoAP locker, accept the waiting LwM2M locker, open door 2
+    of all three lockers, print the outcomes and latencies; 0 only if all were confirmed."""
     async with aiohttp.ClientSession() as session:
         await stack.prepare(session)
         await stack.confirm_coap_locker(session)
+        await stack.accept_lwm2m_locker(session)
         mqtt = await _open_and_report(stack, session, "door 2", "Parcel locker", LOCKER_DOOR_2)
         coap = await _open_and_report(stack, session, "coap door 2", COAP_LOCKER, COAP_DOOR_2)
+        lwm2m = await _open_lwm2m_and_report(stack, session)
         async with session.get(f"{stack.base_url}/") as page:
             ui_ok = page.status == 200
     log(f"UI at {stack.base_url}/ answered {'200' if ui_ok else 'an error'}")
-    confirmed = mqtt and coap and ui_ok
+    confirmed = mqtt and coap and lwm2m and ui_ok
     print("DOOR CONFIRMED" if confirmed else "DOOR NOT CONFIRMED", flush=True)
     return 0 if confirmed else 1
 
@@ -516,6 +646,20 @@ async def run_interactive(stack: DemoStack) -> int:
                 f"discovered: {COAP_LOCKER} - add it under Settings > Devices & services "
                 "(Discovered: IoT Bridge, Add)"
             )
+        if await stack.lwm2m_discovery(session) is not None:
+            log(
+                f"waiting: LwM2M locker '{LWM2M_ENDPOINT}' registered with "
+                f"{LWM2M_TITLE.format(port=stack.lwm2m_port)} - accept it under Settings > "
+                f"Devices & services (Discovered: {LWM2M_ENDPOINT}, Add, Submit); its doors "
+                "appear on its device page"
+            )
+        else:
+            log(f"LwM2M locker '{LWM2M_ENDPOINT}' was accepted before: its doors are there")
+        log(
+            "another LwM2M locker: PYTHONPATH=simulator .venv/bin/python -m iot_bridge_sim "
+            f"--protocol lwm2m --server coap://127.0.0.1:{stack.lwm2m_port} --device locker "
+            "--endpoint-prefix lwm2m- --number 2"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -550,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_processes()
         runner = run_headless if args.headless else run_interactive
         return asyncio.run(runner(stack))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C before the demo was ready: `finally` still stops everything
     except Exception as err:
         log(f"failed: {err}")
         if args.headless:

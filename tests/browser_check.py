@@ -2,7 +2,8 @@
 
 Starts the demo stack (mosquitto, simulators, Home Assistant on free ports with a throw-away
 config), logs in as the demo user, adds the CoAP locker that discovery found (Discovered →
-Add), opens the demo dashboard, adds a second MQTT hub through the integration dialog,
+Add), accepts the LwM2M locker waiting for admission (Discovered → Add → Submit) and opens
+its device page, opens the demo dashboard, adds a second MQTT hub through the integration dialog,
 opens the parcel locker's device page, and saves screenshots.
 
 It runs in its own process because the Home Assistant test plugin owns the event loop,
@@ -35,6 +36,9 @@ from demo import (  # noqa: E402
     COAP_LOCKER,
     DEMO_PASSWORD,
     DEMO_USER,
+    LWM2M_DOOR_2,
+    LWM2M_ENDPOINT,
+    LWM2M_TITLE,
     DemoStack,
     free_port,
 )
@@ -97,8 +101,10 @@ async def log_in(page: Page, base_url: str) -> None:
 async def confirm_discovered_coap(page: Page, stack: DemoStack, shots: Path) -> None:
     """Settings → Devices & services → Discovered: add the CoAP locker the scan found."""
     await page.goto(f"{stack.base_url}/config/integrations/dashboard")
-    await page.get_by_text(f"{COAP_LOCKER} (127.0.0.1)").wait_for()
-    await page.locator("ha-config-flow-card").get_by_role("button", name="Add").click()
+    card = page.locator("ha-config-flow-card", has_text=f"{COAP_LOCKER} (127.0.0.1)")
+    await card.wait_for()
+    # The LwM2M locker waits under Discovered too: the card's own Add button.
+    await card.get_by_role("button", name="Add").click()
     dialog = page.locator("dialog-data-entry-flow")
     await dialog.get_by_text("IoT Bridge found the CoAP device").wait_for()
     step(f"discovered CoAP device shown: {COAP_LOCKER} at 127.0.0.1")
@@ -110,6 +116,36 @@ async def confirm_discovered_coap(page: Page, stack: DemoStack, shots: Path) -> 
     step(f"CoAP device added: {COAP_LOCKER}")
     await created.get_by_role("button", name="Finish").click()
     await created.wait_for(state="detached")
+
+
+async def accept_discovered_lwm2m(page: Page, stack: DemoStack, shots: Path) -> None:
+    """Settings → Devices & services → Discovered: accept the LwM2M locker that registered
+    with the LwM2M server (admission "ask me")."""
+    hub = LWM2M_TITLE.format(port=stack.lwm2m_port)
+    await page.goto(f"{stack.base_url}/config/integrations/dashboard")
+    card = page.locator("ha-config-flow-card", has_text=f"{LWM2M_ENDPOINT} ({hub})")
+    await card.wait_for()
+    await card.get_by_role("button", name="Add").click()
+    dialog = page.locator("dialog-data-entry-flow")
+    await dialog.get_by_text(f"Accept {LWM2M_ENDPOINT}?").wait_for()
+    await dialog.get_by_text(f"registered with {hub}").wait_for()
+    step(f"discovered LwM2M device shown: {LWM2M_ENDPOINT} registered with {hub}")
+    await screenshot(page, shots, "lwm2m-discovered.png")
+    await dialog.get_by_role("button", name="Submit").click()
+    accepted = dialog.locator("step-flow-abort")
+    await accepted.get_by_text(f"{LWM2M_ENDPOINT} was accepted").wait_for()
+    step(f"LwM2M device accepted: {LWM2M_ENDPOINT}")
+    await accepted.get_by_role("button", name="Close").click()
+    await accepted.wait_for(state="detached")
+
+
+async def show_lwm2m_locker(page: Page, base_url: str, device_id: str, shots: Path) -> None:
+    """The accepted LwM2M locker's device page: its doors as locks, sensors and buttons."""
+    await page.goto(f"{base_url}/config/devices/device/{device_id}")
+    await page.get_by_text(LWM2M_ENDPOINT, exact=True).first.wait_for()
+    await page.get_by_text("Door 2", exact=True).first.wait_for()
+    step(f"device page shows '{LWM2M_ENDPOINT}' and 'Door 2'")
+    await screenshot(page, shots, "lwm2m-device.png")
 
 
 async def show_dashboard(page: Page, base_url: str, shots: Path) -> None:
@@ -180,6 +216,10 @@ async def run(stack: DemoStack, shots: Path) -> None:
                     await log_in(page, stack.base_url)
                     await confirm_discovered_coap(page, stack, shots)
                     await stack.wait_for_state(session, COAP_DOOR_2)
+                    await accept_discovered_lwm2m(page, stack, shots)
+                    await stack.wait_for_state(session, LWM2M_DOOR_2)
+                    lwm2m_id = await stack.locker_device_id(session, LWM2M_ENDPOINT)
+                    await show_lwm2m_locker(page, stack.base_url, lwm2m_id, shots)
                     await show_dashboard(page, stack.base_url, shots)
                     await add_hub_in_dialog(page, stack, shots)
                     await show_locker(page, stack.base_url, locker_id, shots)
@@ -193,11 +233,12 @@ async def run(stack: DemoStack, shots: Path) -> None:
 
         entries = await stack.get(session, "/api/config/config_entries/entry?domain=iot_bridge")
         loaded = [entry for entry in entries if entry["state"] == "loaded"]
-        if len(loaded) != 3:
+        if len(loaded) != 4:
             raise AssertionError(
-                f"expected the demo hub, the browser's hub and the CoAP locker loaded: {entries}"
+                "expected the demo hub, the browser's hub, the CoAP locker and the LwM2M server "
+                f"loaded: {entries}"
             )
-        step("Home Assistant has all three hubs loaded (two MQTT, one CoAP)")
+        step("Home Assistant has all four hubs loaded (two MQTT, one CoAP, one LwM2M)")
 
 
 def main(argv: list[str] | None = None) -> int:

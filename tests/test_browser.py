@@ -1,4 +1,5 @@
-"""The real frontend in headless Chromium: add a hub in the dialog, see the locker's page.
+"""The real frontend in headless Chromium: add a hub in the dialog, accept the discovered
+devices, see the lockers' pages.
 
 Opt-in by machine: runs when Debian's /usr/bin/chromium and the playwright package are
 present (scripts/setup installs both), skips otherwise. The browser part runs in
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = (
     "coap-discovered.png",
+    "lwm2m-discovered.png",
+    "lwm2m-device.png",
     "demo-dashboard.png",
     "config-flow-mqtt.png",
     "hub-added.png",
@@ -37,8 +40,9 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_frontend_adds_a_hub_and_shows_the_locker(tmp_path: Path) -> None:
-    """Log in, add the discovered CoAP locker, add a second MQTT hub through the dialog,
-    open the parcel locker's page."""
+    """Log in, add the discovered CoAP locker, accept the LwM2M locker waiting for admission
+    and open its page, add a second MQTT hub through the dialog, open the parcel locker's
+    page."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (Debian's chromium; scripts/setup installs it)")
     if importlib.util.find_spec("playwright") is None:
@@ -57,10 +61,13 @@ def test_frontend_adds_a_hub_and_shows_the_locker(tmp_path: Path) -> None:
     assert "logged in as 'demo'" in output
     assert "discovered CoAP device shown: CoAP parcel locker at 127.0.0.1" in output
     assert "CoAP device added: CoAP parcel locker" in output
+    assert "discovered LwM2M device shown: lwm2m-locker1 registered with LwM2M server" in output
+    assert "LwM2M device accepted: lwm2m-locker1" in output
+    assert "device page shows 'lwm2m-locker1' and 'Door 2'" in output
     assert "MQTT form filled" in output
     assert "success step shown: created MQTT 127.0.0.1:" in output
     assert "device page shows 'Parcel locker' and 'Door 2'" in output
-    assert "Home Assistant has all three hubs loaded (two MQTT, one CoAP)" in output
+    assert "Home Assistant has all four hubs loaded (two MQTT, one CoAP, one LwM2M)" in output
     assert "BROWSER CHECK PASSED" in output
     for name in SCREENSHOTS:
         # Written to tmp_path: docs/images is refreshed by hand (see tests/browser_check.py).

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_headless_demo_confirms_a_door() -> None:
     """mosquitto + simulators + Home Assistant, set up through its own APIs; the CoAP locker
-    is found by the loopback discovery scan and confirmed; door 2 of both lockers opens."""
+    is found by the loopback discovery scan and confirmed, the LwM2M locker registers with the
+    LwM2M server (admission "ask me") and is accepted; door 2 of all three lockers opens."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--headless"],
         capture_output=True,
@@ -32,4 +33,13 @@ def test_headless_demo_confirms_a_door() -> None:
     assert match, output
     assert 0 < float(match.group(1)) < 10_000
     assert "lock.coap_parcel_locker_door_2 is now 'open'" in output
+    assert re.search(
+        r"LwM2M server added through the config flow: LwM2M server \(UDP \d+\)", output
+    )
+    assert "LwM2M device discovered and accepted: lwm2m-locker1" in output
+    match = re.search(r"lwm2m door 2: confirmed in ([\d.]+) ms after (\d+) attempt", output)
+    assert match, output
+    assert 0 < float(match.group(1)) < 10_000
+    # LwM2M's lock status knows only locked and unlocked: the door's sensor says it opened.
+    assert "binary_sensor.lwm2m_locker1_door_2 is 'on'" in output
     assert "DOOR CONFIRMED" in output
