@@ -8,6 +8,7 @@ from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
+from .bridges import load_protocol_data
 from .const import CONF_COAP_DISCOVERY, DOMAIN
 from .discovery import DISCOVERY_SCHEMA, async_setup_discovery
 from .hub import IotBridgeConfigEntry, IotBridgeHub, iot_bridge_identifiers
@@ -34,6 +35,8 @@ CONFIG_SCHEMA = vol.Schema(
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions and start CoAP discovery once, whatever entries exist."""
     async_setup_services(hass)
+    # LwM2M's object and entity tables are files: read them here, off the event loop.
+    await hass.async_add_executor_job(load_protocol_data)
     async_setup_discovery(hass, config.get(DOMAIN, {}).get(CONF_COAP_DISCOVERY, {}))
     return True
 

@@ -36,6 +36,8 @@ from .core.bridge import Admission, Bridge, BridgeListener
 from .core.coap.bridge import CoapBridge, CoapSettings
 from .core.commands import CommandEngine
 from .core.lwm2m.bridge import Lwm2mBridge, Lwm2mSettings
+from .core.lwm2m.mapping import entity_table
+from .core.lwm2m.registry import default_registry
 from .core.mqtt.bridge import MqttBridge
 from .core.mqtt.connection import MqttSettings
 from .core.mqtt.profile import Topics
@@ -131,6 +133,12 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any], BridgeContext], Bridge]] = {
     PROTOCOL_COAP: _coap_bridge,
     PROTOCOL_LWM2M: _lwm2m_bridge,
 }
+
+
+def load_protocol_data() -> None:
+    """Read the data files the protocol packages ship, once (file I/O: not on the event loop)."""
+    default_registry()
+    entity_table()
 
 
 def build_bridge(data: Mapping[str, Any], context: BridgeContext) -> Bridge:
