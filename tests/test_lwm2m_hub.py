@@ -108,7 +108,7 @@ async def start_client(port: int) -> AsyncGenerator[StartClient]:
     ) -> Lwm2mClient:
         client = Lwm2mClient(
             model or parcel_locker(),
-            Lwm2mOptions(server=f"coap://127.0.0.1:{port}", **options),
+            Lwm2mOptions(**{"server": f"coap://127.0.0.1:{port}", **options}),
             behaviour=behaviour,
         )
         await client.start(**({"wait": options.pop("wait")} if "wait" in options else {}))
@@ -204,6 +204,46 @@ async def test_options_flow(hass: HomeAssistant, port: int) -> None:
     assert (entry.options[CONF_PMIN], entry.options[CONF_PMAX]) == (2, 120)
     # New periods apply to devices set up from now on: the server was reloaded with them.
     assert entry.runtime_data.bridge.settings.pmax == 120
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_reconfigure_moves_the_server_to_a_free_port(
+    hass: HomeAssistant, port: int, start_client: StartClient
+) -> None:
+    """Reconfigure is the LwM2M server's own form (not the broker's): a taken port is
+    refused, a free one moves the server and the old port is released."""
+    entry = await _accept_all_hub(hass, port)
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure_lwm2m"
+    # Unchanged: the entry's own server holds the port, which is not "in use".
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: port}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    new_port = _free_udp_port()
+    result = await entry.start_reconfigure_flow(hass)
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", new_port))
+    form = {CONF_HOST: "127.0.0.1", CONF_PORT: new_port}
+    try:
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    finally:
+        holder.close()
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "port_in_use"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_PORT] == new_port
+    assert entry.unique_id == f"lwm2m:{new_port}"
+    assert entry.title == f"LwM2M server (UDP {new_port})"
+    assert entry.options[CONF_ADMISSION] == ADMISSION_ACCEPT_ALL
+    assert entry.runtime_data.bridge.settings.port == new_port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as old:
+        old.bind(("127.0.0.1", port))  # released by the reload
+    client = await start_client(sensor_node(), server=f"coap://127.0.0.1:{new_port}")
+    await wait_for(lambda: client.device_id in entry.runtime_data.bridge.devices)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
