@@ -20,6 +20,7 @@ from homeassistant.const import (
     ATTR_ENTITY_ID,
     CONF_HOST,
     CONF_PORT,
+    STATE_NOT_HOME,
     STATE_OFF,
     STATE_ON,
     STATE_UNAVAILABLE,
@@ -45,9 +46,11 @@ from custom_components.iot_bridge.const import (
     DOMAIN,
     PROTOCOL_LWM2M,
 )
+from custom_components.iot_bridge.core.lwm2m import LwM2MPath
 from custom_components.iot_bridge.hub import pending_device_unique_id
 from iot_bridge_sim.devices import parcel_locker, sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mBehaviour, Lwm2mClient, Lwm2mOptions
+from iot_bridge_sim.lwm2m_objects import showcase_node
 
 from .common import setup_entry, wait_for
 
@@ -58,6 +61,20 @@ COAP_CLIENT = shutil.which("coap-client-notls") or "/usr/bin/coap-client-notls"
 LOCK_1 = "lock.locker1_door_1"
 DOOR_1 = "binary_sensor.locker1_door_1"
 TEMPERATURE = "sensor.locker1_temperature"
+TRACKER = "device_tracker.showcase1_location"
+BUTTON_EVENT = "event.showcase1_button"
+SHOWCASE_LIVE = (
+    "sensor.showcase1_signal_strength",
+    "binary_sensor.showcase1_digital_input",
+    "switch.showcase1_digital_output",
+    "sensor.showcase1_analog_input",
+    "binary_sensor.showcase1_occupancy",
+    "sensor.showcase1_power",
+    "sensor.showcase1_energy",
+    "light.showcase1_actuation",
+    "binary_sensor.showcase1_on_off_switch",
+    BUTTON_EVENT,
+)
 
 
 def _free_udp_port() -> int:
@@ -281,6 +298,126 @@ async def test_registered_locker_appears_with_entities(
     client.publish_state({"temperature": 23.0})
     await wait_for(lambda: _state(hass, TEMPERATURE) == "23.0", what="notification")
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_showcase_objects_become_entities_with_live_values(
+    hass: HomeAssistant,
+    port: int,
+    start_client: StartClient,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """One instance of each mapped IPSO object beyond the locker's: entity kind, device
+    class and unit per object, and a notification reaches each entity's state."""
+    entry = await _accept_all_hub(hass, port)
+    client = await start_client(showcase_node())
+    await wait_for(lambda: _state(hass, TRACKER) == STATE_NOT_HOME, what="showcase entities")
+    entities = sorted(
+        er.async_entries_for_config_entry(entity_registry, entry.entry_id),
+        key=lambda e: e.entity_id,
+    )
+    assert [
+        {
+            "entity_id": e.entity_id,
+            "unique_id": e.unique_id,
+            "original_name": e.original_name,
+            "device_class": e.original_device_class,
+            "unit": e.unit_of_measurement,
+            "category": e.entity_category,
+            "disabled_by": e.disabled_by,
+        }
+        for e in entities
+    ] == snapshot
+    before = {entity_id: _state(hass, entity_id) for entity_id in SHOWCASE_LIVE}
+    assert before == {
+        "sensor.showcase1_signal_strength": "-70",
+        "binary_sensor.showcase1_digital_input": STATE_OFF,
+        "switch.showcase1_digital_output": STATE_OFF,
+        "sensor.showcase1_analog_input": "1.5",
+        "binary_sensor.showcase1_occupancy": STATE_OFF,
+        "sensor.showcase1_power": "100.0",
+        "sensor.showcase1_energy": "1000.0",
+        "light.showcase1_actuation": STATE_OFF,
+        "binary_sensor.showcase1_on_off_switch": STATE_OFF,
+        BUTTON_EVENT: STATE_UNKNOWN,  # presses before Home Assistant started are not news
+    }
+    _coordinates_are(hass, 48.85, 2.35)
+    client.publish_state(
+        {
+            "signal": -95,
+            "input": True,
+            "output": True,
+            "analog": 3.25,
+            "presence": True,
+            "power": 42.5,
+            "power_energy": 1234.0,
+            "actuator": {"on": True, "brightness": 255},
+            "position": {"latitude": 52.52, "longitude": 13.405},
+            "on_off": True,
+            "button": 1,
+        }
+    )
+    after = {
+        "sensor.showcase1_signal_strength": "-95",
+        "binary_sensor.showcase1_digital_input": STATE_ON,
+        "switch.showcase1_digital_output": STATE_ON,
+        "sensor.showcase1_analog_input": "3.25",
+        "binary_sensor.showcase1_occupancy": STATE_ON,
+        "sensor.showcase1_power": "42.5",
+        "sensor.showcase1_energy": "1234.0",
+        "light.showcase1_actuation": STATE_ON,
+        "binary_sensor.showcase1_on_off_switch": STATE_ON,
+    }
+    await wait_for(
+        lambda: all(_state(hass, e) == value for e, value in after.items()),
+        what="notifications",
+    )
+    await wait_for(lambda: _state(hass, BUTTON_EVENT) not in (None, STATE_UNKNOWN))
+    pressed = hass.states.get(BUTTON_EVENT)
+    assert pressed is not None
+    assert pressed.attributes["event_type"] == "press"
+    assert pressed.attributes["presses"] == 1
+    await wait_for(lambda: _coordinates(hass) == (52.52, 13.405), what="new position")
+    # Two presses between notifications are one event that says so.
+    client.publish_state({"button": 3})
+    await wait_for(
+        lambda: (state := hass.states.get(BUTTON_EVENT)) is not None
+        and state.attributes.get("count") == 3
+    )
+    pressed = hass.states.get(BUTTON_EVENT)
+    assert pressed is not None
+    assert pressed.attributes["presses"] == 2
+    # A counter that went down (the device restarted) is the new base, not an event.
+    client.publish_state({"button": 0})
+    counter = LwM2MPath(3347, 0, 5501)
+    showcase = entry.runtime_data.bridge.endpoints["showcase1"]
+    await wait_for(lambda: showcase.values.get(counter) == 0, what="the reset counter")
+    client.publish_state({"button": 1})
+    await wait_for(
+        lambda: (state := hass.states.get(BUTTON_EVENT)) is not None
+        and state.attributes.get("count") == 1
+    )
+    after_restart = hass.states.get(BUTTON_EVENT)
+    assert after_restart is not None
+    assert after_restart.attributes["presses"] == 1
+    assert after_restart.state != pressed.state
+    # The Digital Output is a switch whose command is a confirmed Write of 5550.
+    await hass.services.async_call(
+        "switch", "turn_off", {ATTR_ENTITY_ID: "switch.showcase1_digital_output"}, blocking=True
+    )
+    assert _state(hass, "switch.showcase1_digital_output") == STATE_OFF
+    assert client.model.state["output"] is False
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def _coordinates(hass: HomeAssistant) -> tuple[Any, Any]:
+    state = hass.states.get(TRACKER)
+    assert state is not None
+    return state.attributes.get("latitude"), state.attributes.get("longitude")
+
+
+def _coordinates_are(hass: HomeAssistant, latitude: float, longitude: float) -> None:
+    assert _coordinates(hass) == (latitude, longitude)
 
 
 async def test_lock_commands_are_confirmed_by_the_device_status(
