@@ -543,10 +543,130 @@ async def test_unload_cancels_observations_on_the_wire(
     entry = await _accept_all_hub(hass, port)
     client = await start_client(sensor_node())
     await wait_for(lambda: len(client.observations) >= 3, what="observations")
+    bridge = entry.runtime_data.bridge
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert client.observations == []
     cancels = [r for r in client.received if r.observe == 1]
     assert cancels
+    assert bridge.endpoints["sensor1"].observations == {}
+    assert not bridge.connected
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", port))  # the server's port is free again
+
+
+async def test_pending_device_is_still_pending_after_a_restart(
+    hass: HomeAssistant, port: int, start_client: StartClient
+) -> None:
+    """Not accepted before a restart: still waiting afterwards, asked once, sent nothing."""
+    entry = lwm2m_entry(port, ADMISSION_ASK)
+    await setup_entry(hass, entry)
+    client = await start_client()
+    await wait_for(lambda: bool(_pending_flows(hass)), what="a discovered device")
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    registrations = len(client.registrations)
+    client.trigger_update()  # 4.04 from the restarted server, then a new Register
+    await wait_for(
+        lambda: any(
+            event.operation == "register" and event.code == "2.01"
+            for event in client.registrations[registrations:]
+        ),
+        what="registration with the restarted server",
+    )
+    await asyncio.sleep(0.3)
+    bridge = entry.runtime_data.bridge
+    assert bridge.endpoints["locker1"].admission.value == "pending"
+    assert [f["context"]["unique_id"] for f in _pending_flows(hass)] == [
+        pending_device_unique_id(ENTRY_ID, "locker1")
+    ]
+    assert CONF_ACCEPTED not in entry.options
+    assert _state(hass, LOCK_1) is None
+    assert client.received == []  # still nothing beyond the answers to its registrations
+    result = await hass.config_entries.flow.async_configure(_pending_flows(hass)[0]["flow_id"], {})
+    assert result["reason"] == "device_accepted"
+    await wait_for(lambda: _state(hass, LOCK_1) == LockState.LOCKED, what="accepted device")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_update_with_new_objects_adds_and_removes_entities(
+    hass: HomeAssistant, port: int, start_client: StartClient, entity_registry: er.EntityRegistry
+) -> None:
+    entry = await _accept_all_hub(hass, port)
+    client = await start_client()
+    door_3 = "binary_sensor.locker1_door_3"
+    await wait_for(lambda: _state(hass, door_3) == STATE_OFF, what="door 3")
+    client.tree.delete(LwM2MPath(10351, 2))  # the compartment is gone...
+    client.tree.create(LwM2MPath(31024, 0), {})  # ...and a vendor object came
+    client.trigger_update()
+    vendor = "sensor.locker1_object_31024_0_resource_0"
+    await wait_for(lambda: _state(hass, vendor) == "0", what="entity of the new instance")
+    await wait_for(lambda: entity_registry.async_get(door_3) is None, what="door 3 removed")
+    assert _state(hass, door_3) is None
+    assert _state(hass, DOOR_1) == STATE_OFF  # the others stay
+    assert _state(hass, TEMPERATURE) == "21.5"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_deregister_makes_readings_unavailable(
+    hass: HomeAssistant, port: int, start_client: StartClient
+) -> None:
+    entry = await _accept_all_hub(hass, port)
+    client = await start_client()
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "21.5")
+    await client.stop()  # De-register (DELETE /rd/<id>)
+    assert client.registrations[-1].operation == "deregister"
+    assert client.registrations[-1].code == "2.02"
+    await wait_for(lambda: _state(hass, TEMPERATURE) == STATE_UNAVAILABLE, what="unavailable")
+    assert _state(hass, DOOR_1) == STATE_UNAVAILABLE
+    await client.start()  # and back with its next Register
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "21.5", what="back")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_non_confirmable_notifications_reach_the_entity(
+    hass: HomeAssistant, port: int, start_client: StartClient
+) -> None:
+    entry = await _accept_all_hub(hass, port)
+    client = await start_client(behaviour=Lwm2mBehaviour(notify_confirmable=False))
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "21.5")
+    client.publish_state({"temperature": 18.5})
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "18.5", what="NON notification")
+    sent = [n for n in client.notifications if n.path == "/3303/0"]
+    assert sent
+    assert not any(n.confirmable for n in sent)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_malformed_payloads_are_logged_once_and_dropped(
+    hass: HomeAssistant,
+    port: int,
+    start_client: StartClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A read answer and notifications that do not decode: one warning for the device,
+    nothing applied, and the next good notification works."""
+    entry = await _accept_all_hub(hass, port)
+    # The first read answer of the setup (the Device object) is broken.
+    client = await start_client(behaviour=Lwm2mBehaviour(corrupt_payloads=1))
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "21.5")
+    client.behaviour.corrupt_payloads = 2
+    for temperature in (30.0, 31.0):
+        sent = len(client.notifications)
+        client.publish_state({"temperature": temperature})
+        await wait_for(lambda sent=sent: len(client.notifications) > sent, what="notification")
+    await asyncio.sleep(0.2)
+    assert _state(hass, TEMPERATURE) == "21.5"  # dropped, not applied
+    client.publish_state({"temperature": 32.0})
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "32.0", what="a good notification")
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "dropped a payload" in r.getMessage()
+    ]
+    assert len(warnings) == 2, warnings  # the broken read; then the run of notifications
+    assert all(w.startswith("LwM2M client locker1: dropped a payload") for w in warnings)
+    assert entry.runtime_data.bridge.rejects.counts["payload"] == 3
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 def _pending_flows(hass: HomeAssistant) -> list[Any]:
