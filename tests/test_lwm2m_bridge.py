@@ -24,6 +24,7 @@ from custom_components.iot_bridge.core.lwm2m.registry import (
 from custom_components.iot_bridge.core.model import CommandResult, CommandStatus, Device
 from iot_bridge_sim.devices import parcel_locker, sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mBehaviour, Lwm2mClient, Lwm2mOptions
+from iot_bridge_sim.lwm2m_objects import showcase_node
 
 from .common import wait_for
 
@@ -255,6 +256,16 @@ async def test_unknown_object_still_appears(make_rig: MakeRig) -> None:
         lambda: rig.bridge.devices["sensor1"].state.get("31024_0_0") == 7,
         what="notification of the vendor object",
     )
+
+
+async def test_multiple_resource_shows_its_first_instance(make_rig: MakeRig) -> None:
+    """Connectivity's IP addresses (4/0/4) is a multiple resource: its sensor shows the
+    first address instead of never having a value."""
+    rig = await make_rig()
+    await rig.client(showcase_node())
+    await rig.device("showcase1")
+    await wait_for(lambda: rig.bridge.devices["showcase1"].state.get("4_0_4") == "192.0.2.10")
+    assert rig.bridge.devices["showcase1"].state["4_0_2"] == -70
 
 
 def _vendor_registry() -> ObjectRegistry:
