@@ -12,10 +12,19 @@ import pytest
 
 from custom_components.iot_bridge.core.bridge import Admission
 from custom_components.iot_bridge.core.commands import CommandEngine
+from custom_components.iot_bridge.core.lwm2m import LwM2MPath, ResourceType, default_registry
 from custom_components.iot_bridge.core.lwm2m.bridge import Lwm2mBridge, Lwm2mSettings
+from custom_components.iot_bridge.core.lwm2m.mapping import Mapper
+from custom_components.iot_bridge.core.lwm2m.registry import (
+    ObjectDefinition,
+    ObjectRegistry,
+    Operations,
+    ResourceDefinition,
+)
 from custom_components.iot_bridge.core.model import CommandResult, CommandStatus, Device
 from iot_bridge_sim.devices import parcel_locker, sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mBehaviour, Lwm2mClient, Lwm2mOptions
+from iot_bridge_sim.lwm2m_objects import showcase_node
 
 from .common import wait_for
 
@@ -96,6 +105,7 @@ async def make_rig() -> AsyncGenerator[MakeRig]:
 
     async def make(
         admission: Callable[[str], Admission] = lambda _ep: Admission.ACCEPTED,
+        mapper: Mapper | None = None,
         **settings: Any,
     ) -> Rig:
         listener = Listener()
@@ -104,6 +114,7 @@ async def make_rig() -> AsyncGenerator[MakeRig]:
             CommandEngine(),
             listener,
             admission=admission,
+            mapper=mapper,
         )
         await bridge.start()
         rig = Rig(bridge, listener)
@@ -221,14 +232,85 @@ async def test_writes_confirm_for_switch_number_and_light(make_rig: MakeRig) -> 
 
 
 async def test_unknown_object_still_appears(make_rig: MakeRig) -> None:
+    """An object nobody defined: what it reads back becomes diagnostic sensors, enabled
+    because the instance is observed (its values are live), and a change arrives."""
     rig = await make_rig()
-    await rig.client(sensor_node(), vendor_object=True)
+    client = await rig.client(sensor_node(), vendor_object=True)
     device = await rig.device("sensor1")
     vendor = {key: cap for key, cap in device.capabilities.items() if key.startswith("31024_")}
-    assert vendor, device.capabilities
-    sensors = [cap for cap in vendor.values() if cap.kind.value == "sensor"]
-    assert sensors
-    assert all(cap.category == "diagnostic" for cap in sensors)
+    # 31024/0/2 is executable, but nothing on the wire says so: no button.
+    assert sorted(vendor) == ["31024_0_0", "31024_0_1"]
+    for cap in vendor.values():
+        assert cap.kind.value == "sensor"
+        assert cap.category == "diagnostic"
+        assert cap.enabled_by_default is True
+    assert vendor["31024_0_0"].name == "Object 31024 0 resource 0"
+    assert vendor["31024_0_0"].state_class == "measurement"
+    assert vendor["31024_0_1"].state_class is None
+    assert "/31024/0" in rig.bridge.diagnostics()["endpoints"]["sensor1"]["observing"]
+    await wait_for(lambda: rig.bridge.devices["sensor1"].state.get("31024_0_0") == 0)
+    assert rig.bridge.devices["sensor1"].state["31024_0_1"] == "vendor instance 0"
+    client.tree.stored[LwM2MPath(31024, 0, 0)] = 7  # the device counts on its own
+    client.publish_state({})
+    await wait_for(
+        lambda: rig.bridge.devices["sensor1"].state.get("31024_0_0") == 7,
+        what="notification of the vendor object",
+    )
+
+
+async def test_multiple_resource_shows_its_first_instance(make_rig: MakeRig) -> None:
+    """Connectivity's IP addresses (4/0/4) is a multiple resource: its sensor shows the
+    first address instead of never having a value."""
+    rig = await make_rig()
+    await rig.client(showcase_node())
+    await rig.device("showcase1")
+    await wait_for(lambda: rig.bridge.devices["showcase1"].state.get("4_0_4") == "192.0.2.10")
+    assert rig.bridge.devices["showcase1"].state["4_0_2"] == -70
+
+
+def _vendor_registry() -> ObjectRegistry:
+    def resource(rid: int, name: str, kind: ResourceType, ops: Operations) -> ResourceDefinition:
+        return ResourceDefinition(rid, name, kind, ops)
+
+    vendor = ObjectDefinition(
+        31024,
+        "Vendor",
+        resources={
+            0: resource(0, "Counter", ResourceType.INTEGER, Operations.R),
+            1: resource(1, "Label", ResourceType.STRING, Operations.RW),
+            2: resource(2, "Blink", ResourceType.NONE, Operations.E),
+        },
+    )
+    return ObjectRegistry([*default_registry(), vendor])
+
+
+async def test_object_without_entities_but_with_a_definition_gets_buttons(
+    make_rig: MakeRig,
+) -> None:
+    """With a definition (no line in entities.json) executable resources are buttons."""
+    registry = _vendor_registry()
+    rig = await make_rig(mapper=Mapper(registry=registry))
+    client = await rig.client(sensor_node(), vendor_object=True)
+    device = await rig.device("sensor1")
+    blink = device.capabilities["31024_0_2"]
+    assert (blink.kind.value, blink.name, blink.category) == ("button", "Vendor 0 Blink", "config")
+    assert device.capabilities["31024_0_0"].name == "Vendor 0 Counter"
+    await wait_for(lambda: rig.bridge.devices["sensor1"].state.get("31024_0_0") == 0)
+    result = await rig.command("sensor1", "31024_0_2", "press")
+    assert result.status is CommandStatus.CONFIRMED, result
+    assert [e.path for e in client.executed] == ["/31024/0/2"]
+    await wait_for(lambda: rig.bridge.devices["sensor1"].state.get("31024_0_0") == 1)
+
+
+def test_unobserved_unknown_object_is_disabled_by_default() -> None:
+    """A value read once and never again would be stale: its sensor starts disabled."""
+    instance = LwM2MPath(31024, 0)
+    values = {instance.child(0): 3}
+    mapper = Mapper()
+    (unobserved,) = mapper.bindings([instance], values)
+    assert unobserved.capability.enabled_by_default is False
+    (observed,) = mapper.bindings([instance], values, frozenset({instance}))
+    assert observed.capability.enabled_by_default is True
 
 
 async def test_pending_endpoint_gets_nothing_until_admitted(make_rig: MakeRig) -> None:

@@ -350,6 +350,8 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         if entry.data.get(CONF_PROTOCOL) == PROTOCOL_COAP:
             return await self.async_step_reconfigure_coap()
+        if entry.data.get(CONF_PROTOCOL) == PROTOCOL_LWM2M:
+            return await self.async_step_reconfigure_lwm2m()
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {**entry.data, **_normalise(user_input)}
@@ -395,6 +397,48 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="reconfigure_coap",
             data_schema=_coap_schema(user_input or entry.data),
             errors=errors,
+        )
+
+    async def async_step_reconfigure_lwm2m(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Move the LwM2M server to another address or port (devices must follow)."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        placeholders = {"port": str(entry.data[CONF_PORT]), "error": ""}
+        if user_input is not None:
+            host = str(user_input[CONF_HOST]).strip() or DEFAULT_LWM2M_HOST
+            port = int(user_input[CONF_PORT])
+            new_unique_id = f"lwm2m:{port}"
+            if new_unique_id != entry.unique_id:
+                await self.async_set_unique_id(new_unique_id)
+                self._abort_if_unique_id_configured()
+            unchanged = (host, port) == (entry.data[CONF_HOST], entry.data[CONF_PORT])
+            try:
+                if not unchanged:  # the entry's own server holds its current port
+                    check_port_free(host, port)
+            except BridgeStartError as err:
+                errors["base"] = "port_in_use" if "in use" in str(err) else "cannot_listen"
+                placeholders = {"port": str(port), "error": str(err)}
+            else:
+                return self.async_update_reload_and_abort(
+                    entry,
+                    unique_id=new_unique_id,
+                    title=f"LwM2M server (UDP {port})",
+                    data_updates={CONF_HOST: host, CONF_PORT: port},
+                )
+        defaults = user_input or entry.data
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_HOST, default=defaults.get(CONF_HOST, DEFAULT_LWM2M_HOST)): str,
+                vol.Required(CONF_PORT, default=defaults.get(CONF_PORT, DEFAULT_LWM2M_PORT)): _PORT,
+            }
+        )
+        return self.async_show_form(
+            step_id="reconfigure_lwm2m",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders=placeholders,
         )
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:

@@ -1,4 +1,8 @@
-"""Events: a device's push button; each step of its press counter is one event."""
+"""Events: a device's push button; a rise of its press counter is one event.
+
+One event per notification, not per step: presses a client coalesced (pmin) arrive at once,
+and `presses` says how many they were (docs/protocols/lwm2m.md, "Push buttons").
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ EVENT_PRESS = "press"
 
 
 class IotBridgeEvent(IotBridgeEntity, EventEntity):
-    """Follows a counter the device keeps (LwM2M 3347/5501): more presses, more events."""
+    """Follows a counter the device keeps (LwM2M 3347/5501): a higher count is one event."""
 
     _attr_event_types = [EVENT_PRESS]
 

@@ -99,6 +99,9 @@ _MEMORY: Final = 256  # request deliveries remembered for drop_first and retrans
 # A response the message layer never sends: ends an observation without telling the server
 # (no_response=26 suppresses 2.xx, 4.xx and 5.xx; RFC 7967).
 _NO_RESPONSE_ALL: Final = 26
+# Decodes in no LwM2M format: a TLV header promising 16 bytes that do not follow, CBOR with
+# trailing bytes, text that is not UTF-8.
+CORRUPT_PAYLOAD: Final = b"\xc8\x00\x10\xff"
 
 
 def print_line(line: str) -> None:
@@ -119,6 +122,9 @@ class Lwm2mBehaviour(Behaviour):
     refuse_code: str = "5.00"  # the code refused Execute/Write answer with, e.g. "4.05"
     status_delay: float = 0.0  # answer 2.04 at once, change the state this much later
     notify_confirmable: bool = True  # notifications as CON (else NON)
+    # The next N Read answers and notifications carry CORRUPT_PAYLOAD under their usual
+    # content format (a server must drop them and keep going).
+    corrupt_payloads: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -720,8 +726,15 @@ class Lwm2mClient:
         except CodecError as err:
             raise Lwm2mError("4.06", str(err)) from err
 
+    def _corrupt(self, payload: bytes) -> bytes:
+        if self.behaviour.corrupt_payloads <= 0:
+            return payload
+        self.behaviour.corrupt_payloads -= 1
+        return CORRUPT_PAYLOAD
+
     def _read(self, path: LwM2MPath, accept: int | None) -> aiocoap.Message:
         payload, content_format = self._encode(path, accept)
+        payload = self._corrupt(payload)
         return aiocoap.Message(code=aiocoap.CONTENT, payload=payload, content_format=content_format)
 
     def _discover(self, path: LwM2MPath) -> aiocoap.Message:
@@ -910,7 +923,7 @@ class Lwm2mClient:
             confirmable = self.behaviour.notify_confirmable
             message = aiocoap.Message(
                 code=aiocoap.CONTENT,
-                payload=payload,
+                payload=self._corrupt(payload),
                 content_format=observation.content_format,
                 observe=observation.sequence,
                 transport_tuning=aiocoap.Reliable() if confirmable else aiocoap.Unreliable(),

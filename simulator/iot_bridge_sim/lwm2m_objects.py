@@ -16,6 +16,20 @@ sensor node) gets objects without a table per device:
 | number                             | 3308/n          | 5900 set point (RW), 5701 units     |
 | (vendor_object=True)               | 31024/0         | 0 counter, 1 label (RW), 2 blink (E: counter + 1) |
 
+A capability with an `lwm2m_object` entry names its object itself (showcase_node() has one
+of each object IoT Bridge maps beyond the ones above):
+
+| lwm2m_object | capability                | resources                                         |
+|--------------|---------------------------|---------------------------------------------------|
+| 4            | sensor, state: dBm        | 0 bearer, 2 signal strength, 3 link quality, 4 IP addresses |
+| 3200/3302/3342 | binary_sensor           | 5500 state                                        |
+| 3201         | switch                    | 5550 state (RW)                                   |
+| 3202         | sensor                    | 5600 value                                        |
+| 3305         | sensor, `<key>_energy` too | 5800 power (W), 5805 cumulative energy (Wh)      |
+| 3306         | light                     | 5850 on/off (RW), 5851 dimmer (RW)                |
+| 3336         | device_tracker, {latitude, longitude} | 6051 latitude, 6052 longitude         |
+| 3347         | event, state: press count | 5500 pressed now, 5501 press counter              |
+
 Instances count per object in capability order (door1_lock is 10359/0, door2_lock 10359/1).
 31024 is an object no registry defines (IoT Bridge's unknown-object fallback); it is also
 the one object whose instances a server may Create and Delete.
@@ -348,8 +362,54 @@ class ObjectTree:
             "number": self._add_number,
         }
         for capability in self.model.capabilities:
-            if builder := builders.get(str(capability.get("kind"))):
+            if "lwm2m_object" in capability:
+                self._add_named_object(capability)
+            elif builder := builders.get(str(capability.get("kind"))):
                 builder(capability)
+
+    def _add_named_object(self, cap: dict[str, Any]) -> None:
+        """A capability that names its IPSO object (see the module's second table)."""
+        key, object_id = cap["key"], int(cap["lwm2m_object"])
+        state = self.model.state
+
+        def coordinate(name: str) -> Callable[[], Value]:
+            return lambda: _float((state.get(key) or {}).get(name))
+
+        resources: dict[int, Resource]
+        if object_id == 4:
+            resources = {
+                0: Resource(read=lambda: 0),  # GSM
+                2: Resource(read=self._state(key, lambda v: int(v or 0))),
+                3: Resource(read=lambda: 90),
+                4: Resource(read=lambda: {0: "192.0.2.10"}),
+            }
+        elif object_id in (3200, 3302, 3342):
+            resources = {5500: Resource(read=self._state(key, bool))}
+        elif object_id == 3201:
+            resources = {5550: Resource(read=self._state(key, bool), write=_switch(key))}
+        elif object_id == 3202:
+            resources = {5600: Resource(read=self._state(key, _float))}
+        elif object_id == 3305:
+            resources = {
+                5800: Resource(read=self._state(key, _float)),
+                5805: Resource(read=self._state(f"{key}_energy", _float)),
+            }
+        elif object_id == 3306:
+            self._add_light(cap, object_id)
+            return
+        elif object_id == 3336:
+            resources = {
+                6051: Resource(read=coordinate("latitude")),
+                6052: Resource(read=coordinate("longitude")),
+            }
+        elif object_id == 3347:
+            resources = {
+                5500: Resource(read=lambda: False),
+                5501: Resource(read=self._state(key, lambda v: int(v or 0))),
+            }
+        else:
+            raise ValueError(f"{key}: the simulator has no object {object_id}")
+        self._add(object_id, resources, key)
 
     def _add_lock(self, cap: dict[str, Any]) -> None:
         key = cap["key"]
@@ -400,7 +460,7 @@ class ObjectTree:
         key = cap["key"]
         self._add(3312, {5850: Resource(read=self._state(key, bool), write=_switch(key))}, key)
 
-    def _add_light(self, cap: dict[str, Any]) -> None:
+    def _add_light(self, cap: dict[str, Any], object_id: int = 3311) -> None:
         key, model = cap["key"], self.model
 
         def light() -> dict[str, Any]:
@@ -417,7 +477,7 @@ class ObjectTree:
             return lambda: model.state.__setitem__(key, {"on": False, "brightness": brightness})
 
         self._add(
-            3311,
+            object_id,
             {
                 5850: Resource(read=lambda: bool(light()["on"]), write=_switch(key)),
                 5851: Resource(read=lambda: round(light()["brightness"] * 100 / 255), write=dimmer),
@@ -442,6 +502,42 @@ class ObjectTree:
             },
             key,
         )
+
+
+def showcase_node(device_id: str = "showcase1") -> DeviceModel:
+    """One instance of each IPSO object IoT Bridge maps that the other models lack."""
+    return DeviceModel(
+        device_id=device_id,
+        name="Showcase",
+        manufacturer="IoT Bridge",
+        model="SC-1",
+        sw_version="1.0.0",
+        capabilities=[
+            {"kind": "sensor", "key": "signal", "lwm2m_object": 4},
+            {"kind": "binary_sensor", "key": "input", "lwm2m_object": 3200},
+            {"kind": "switch", "key": "output", "lwm2m_object": 3201},
+            {"kind": "sensor", "key": "analog", "lwm2m_object": 3202},
+            {"kind": "binary_sensor", "key": "presence", "lwm2m_object": 3302},
+            {"kind": "sensor", "key": "power", "lwm2m_object": 3305},
+            {"kind": "light", "key": "actuator", "lwm2m_object": 3306},
+            {"kind": "device_tracker", "key": "position", "lwm2m_object": 3336},
+            {"kind": "binary_sensor", "key": "on_off", "lwm2m_object": 3342},
+            {"kind": "event", "key": "button", "lwm2m_object": 3347},
+        ],
+        state={
+            "signal": -70,
+            "input": False,
+            "output": False,
+            "analog": 1.5,
+            "presence": False,
+            "power": 100.0,
+            "power_energy": 1000.0,
+            "actuator": {"on": False, "brightness": 255},
+            "position": {"latitude": 48.85, "longitude": 2.35},
+            "on_off": False,
+            "button": 0,
+        },
+    )
 
 
 def _float(value: Any) -> float:

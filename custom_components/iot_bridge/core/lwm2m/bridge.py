@@ -364,6 +364,8 @@ class Lwm2mBridge:
 
     def _apply(self, endpoint: Endpoint, paths: Iterable[LwM2MPath]) -> None:
         touched = set(paths)
+        # A resource instance (4/0/4/0) changes the multiple resource it belongs to.
+        touched |= {path.parent for path in touched if path.depth == 4}
         if not touched or self.store.get(endpoint.name) is None:
             return
         state: dict[str, Any] = {}

@@ -120,7 +120,7 @@ class Binding:
     def state(self, values: Mapping[LwM2MPath, Value]) -> Any:
         """The capability's state from resource values; MISSING if they do not say."""
         rule = self.rule
-        main = values.get(self.state_paths[0], MISSING) if self.state_paths else MISSING
+        main = _value_at(values, self.state_paths[0]) if self.state_paths else MISSING
         if main is MISSING:
             return MISSING
         if rule is None:
@@ -189,6 +189,15 @@ class Binding:
             arguments="1" if lock else "0",
             expect=Expectation(state, lock),
         )
+
+
+def _value_at(values: Mapping[LwM2MPath, Value], path: LwM2MPath) -> Any:
+    """A resource's value; for a multiple resource (4/0/4 IP addresses) its first instance."""
+    value = values.get(path, MISSING)
+    if value is not MISSING:
+        return value
+    instances = [p for p in values if p.depth == 4 and p.parent == path]
+    return values[min(instances)] if instances else MISSING
 
 
 def _exp(path: LwM2MPath, value: Value) -> Expectation:
