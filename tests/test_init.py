@@ -151,5 +151,6 @@ async def test_diagnostics_redact_secrets(
     assert diagnostics["entry"]["data"]["username"] == "**REDACTED**"
     assert diagnostics["entry"]["data"]["port"] == auth_broker.port
     assert diagnostics["bridge"]["connection"]["connected"] is True
+    assert diagnostics["bridge"]["command_connection"]["connected"] is True
     assert BROKER_PASSWORD not in str(diagnostics)
     assert await hass.config_entries.async_unload(entry.entry_id)

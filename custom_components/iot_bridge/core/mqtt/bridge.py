@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiomqtt
@@ -36,6 +37,11 @@ _LOGGER = logging.getLogger(__name__)
 _REPLY_SOURCE = "(reply topic)"
 
 
+def command_client_id(client_id: str) -> str:
+    """The client id of the command connection; empty lets the broker pick one."""
+    return f"{client_id}-cmd" if client_id else ""
+
+
 class MqttBridge:
     """Turns MQTT messages into Device updates and commands into MQTT requests."""
 
@@ -56,16 +62,24 @@ class MqttBridge:
         self._listener = listener
         self._accept_new = accept_new_devices
         self._held: dict[str, Device] = {}
+        self._reported_connected = False
         self.connection = MqttConnection(
             settings,
-            on_connection_change=listener.connection_changed,
+            on_connection_change=self._connection_changed,
             on_auth_failed=on_auth_failed,
         )
         connection = self.connection
         connection.add_subscription(topics.device_filter("config"), self._on_config)
         connection.add_subscription(topics.device_filter("state"), self._on_state)
         connection.add_subscription(topics.device_filter("availability"), self._on_availability)
-        connection.add_subscription(topics.reply, self._on_reply)
+        # Commands and their answers have a connection of their own: an answer never waits
+        # in a TCP stream or broker queue behind other devices' state (issue 8).
+        self.commands = MqttConnection(
+            replace(settings, client_id=command_client_id(settings.client_id)),
+            on_connection_change=self._connection_changed,
+            role="command",
+        )
+        self.commands.add_subscription(topics.reply, self._on_reply)
 
     # Bridge -----------------------------------------------------------------
 
@@ -76,8 +90,15 @@ class MqttBridge:
 
     @property
     def connected(self) -> bool:
-        """Whether the broker connection is up."""
-        return self.connection.connected
+        """Whether both broker connections (state and commands) are up."""
+        return self.connection.connected and self.commands.connected
+
+    def _connection_changed(self, _connected: bool) -> None:
+        """Either connection changed: tell the listener when the pair's state changes."""
+        connected = self.connected
+        if connected != self._reported_connected:
+            self._reported_connected = connected
+            self._listener.connection_changed(connected)
 
     def describe(self) -> str:
         """The broker, for messages."""
@@ -86,25 +107,26 @@ class MqttBridge:
     async def start(self) -> None:
         """Connect to the broker; retained announcements arrive right after."""
         try:
+            # The reply topic is subscribed before any device can be asked anything.
+            await self.commands.start()
             await self.connection.start()
         except MqttAuthError as err:
+            await self.commands.stop()
             raise BridgeAuthError(str(err)) from err
         except MqttConnectError as err:
+            await self.commands.stop()
             raise BridgeStartError(str(err)) from err
 
     async def stop(self) -> None:
-        """Disconnect."""
+        """Disconnect both connections."""
         await self.connection.stop()
+        await self.commands.stop()
 
     def diagnostics(self) -> dict[str, Any]:
         """Broker connection, topics and what was dropped."""
-        connection = self.connection
         return {
-            "connection": {
-                "connected": connection.connected,
-                "reconnects": connection.reconnects,
-                "last_error": connection.last_error,
-            },
+            "connection": _connection_diagnostics(self.connection),
+            "command_connection": _connection_diagnostics(self.commands),
             "topics": {
                 "discovery_prefix": self.topics.prefix,
                 "reply": self.topics.reply,
@@ -201,7 +223,7 @@ class MqttBridge:
         # The broker drops a command that could no longer be on time.
         properties.MessageExpiryInterval = max(1, math.ceil(expires_in))
         try:
-            await self.connection.publish(
+            await self.commands.publish(
                 self.topics.device_topic(command.device_id, "command"),
                 encode_command(command, self.topics.reply),
                 qos=1,
@@ -227,6 +249,14 @@ class MqttBridge:
             _LOGGER.warning(
                 "Could not clear retained config of %s: broker not connected", device_id
             )
+
+
+def _connection_diagnostics(connection: MqttConnection) -> dict[str, Any]:
+    return {
+        "connected": connection.connected,
+        "reconnects": connection.reconnects,
+        "last_error": connection.last_error,
+    }
 
 
 def _payload(message: aiomqtt.Message) -> bytes:
