@@ -15,6 +15,7 @@ from paho.mqtt.properties import Properties
 from ..bridge import BridgeAuthError, BridgeListener, BridgeStartError
 from ..commands import CommandEngine, TransportUnavailable
 from ..devices import MAX_EARLY_DEVICES, DeviceStore, RejectLog
+from ..flood import StateFloodGate
 from ..model import Capability, Command, CommandResult, Device
 from .connection import (
     MqttAuthError,
@@ -63,6 +64,7 @@ class MqttBridge:
         self._accept_new = accept_new_devices
         self._held: dict[str, Device] = {}
         self._reported_connected = False
+        self.flood = StateFloodGate(self.store.apply_state, logger=_LOGGER)
         self.connection = MqttConnection(
             settings,
             on_connection_change=self._connection_changed,
@@ -118,7 +120,8 @@ class MqttBridge:
             raise BridgeStartError(str(err)) from err
 
     async def stop(self) -> None:
-        """Disconnect both connections."""
+        """Disconnect both connections; held state of flooding devices is dropped."""
+        self.flood.stop()
         await self.connection.stop()
         await self.commands.stop()
 
@@ -132,6 +135,8 @@ class MqttBridge:
                 "reply": self.topics.reply,
             },
             "dropped_messages": dict(self.rejects.counts),
+            "flooding_devices": self.flood.flooding,
+            "coalesced_state_messages": self.flood.held,
         }
 
     # Inbound ---------------------------------------------------------------
@@ -147,6 +152,7 @@ class MqttBridge:
             return
         self.rejects.accept(device_id, "config")
         if device is None:
+            self.flood.forget(device_id)
             self.store.remove(device_id)
             return
         if device_id not in self.store.devices and not self._accept_new(device_id):
@@ -178,7 +184,8 @@ class MqttBridge:
             self._drop(device_id, "state", err)
             return
         self.rejects.accept(device_id, "state")
-        self.store.apply_state(device_id, values)
+        if self.flood.admit(device_id, values):
+            self.store.apply_state(device_id, values)
 
     def _on_availability(self, message: aiomqtt.Message) -> None:
         device_id = self._device_id(message)
@@ -241,6 +248,7 @@ class MqttBridge:
     async def forget_device(self, device_id: str) -> None:
         """The user deleted the device: clear its retained config so it stays gone."""
         self.store.forget(device_id)
+        self.flood.forget(device_id)
         try:
             await self.connection.publish(
                 self.topics.device_topic(device_id, "config"), b"", qos=1, retain=True
