@@ -37,14 +37,15 @@ class StateFloodGate:
         self,
         apply: StateSink,
         *,
-        limit: int = FLOOD_LIMIT,
-        interval: float = FLOOD_APPLY_INTERVAL,
+        limit: int | None = None,
+        interval: float | None = None,
         logger: logging.Logger = _LOGGER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._apply = apply
-        self.limit = limit
-        self._interval = interval
+        # Read at construction, so a benchmark can patch the module constants.
+        self.limit = FLOOD_LIMIT if limit is None else limit
+        self._interval = FLOOD_APPLY_INTERVAL if interval is None else interval
         self._logger = logger
         self._clock = clock
         self._counts: dict[str, int] = {}
