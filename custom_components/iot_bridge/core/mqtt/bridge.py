@@ -121,9 +121,10 @@ class MqttBridge:
 
     async def stop(self) -> None:
         """Disconnect both connections; held state of flooding devices is dropped."""
-        self.flood.stop()
         await self.connection.stop()
         await self.commands.stop()
+        # Last: a message handled while the connection closed may have started its timer.
+        self.flood.stop()
 
     def diagnostics(self) -> dict[str, Any]:
         """Broker connection, topics and what was dropped."""
