@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import paho.mqtt.client as mqtt
 import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
@@ -151,5 +152,33 @@ async def test_diagnostics_redact_secrets(
     assert diagnostics["entry"]["data"]["username"] == "**REDACTED**"
     assert diagnostics["entry"]["data"]["port"] == auth_broker.port
     assert diagnostics["bridge"]["connection"]["connected"] is True
+    assert diagnostics["bridge"]["command_connection"]["connected"] is True
     assert BROKER_PASSWORD not in str(diagnostics)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_command_connection_lost_and_back(hass: HomeAssistant, mqtt_broker: Broker) -> None:
+    """The command connection alone drops: the hub is disconnected until it is back."""
+    entry = mqtt_entry(mqtt_broker, client_id="iot-bridge-cmd-loss")
+    await setup_entry(hass, entry)
+    hub = entry.runtime_data
+    commands = hub.bridge.commands
+    commands._reconnect_min = 0.1
+    assert commands.settings.client_id == "iot-bridge-cmd-loss-cmd"
+
+    def take_over_client_id() -> None:
+        # Same client id: the broker closes our command connection (session takeover).
+        intruder = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=commands.settings.client_id
+        )
+        intruder.connect(mqtt_broker.host, mqtt_broker.port)
+        intruder.loop(1.0)
+        intruder.disconnect()
+
+    await hass.async_add_executor_job(take_over_client_id)
+    await _wait_for(lambda: not hub.connected)
+    assert hub.bridge.connection.connected  # the state connection is untouched
+    await _wait_for(lambda: hub.connected)
+    assert commands.reconnects == 1
+    await commands.publish("iot_bridge/test/ping", b"1", qos=1)
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiomqtt
@@ -14,6 +15,7 @@ from paho.mqtt.properties import Properties
 from ..bridge import BridgeAuthError, BridgeListener, BridgeStartError
 from ..commands import CommandEngine, TransportInterrupted, TransportUnavailable
 from ..devices import MAX_EARLY_DEVICES, DeviceStore, RejectLog
+from ..flood import StateFloodGate
 from ..model import Capability, Command, CommandResult, Device
 from .connection import (
     MqttAuthError,
@@ -37,6 +39,11 @@ _LOGGER = logging.getLogger(__name__)
 _REPLY_SOURCE = "(reply topic)"
 
 
+def command_client_id(client_id: str) -> str:
+    """The client id of the command connection; empty lets the broker pick one."""
+    return f"{client_id}-cmd" if client_id else ""
+
+
 class MqttBridge:
     """Turns MQTT messages into Device updates and commands into MQTT requests."""
 
@@ -57,16 +64,25 @@ class MqttBridge:
         self._listener = listener
         self._accept_new = accept_new_devices
         self._held: dict[str, Device] = {}
+        self._reported_connected = False
+        self.flood = StateFloodGate(self.store.apply_state, logger=_LOGGER)
         self.connection = MqttConnection(
             settings,
-            on_connection_change=listener.connection_changed,
+            on_connection_change=self._connection_changed,
             on_auth_failed=on_auth_failed,
         )
         connection = self.connection
         connection.add_subscription(topics.device_filter("config"), self._on_config)
         connection.add_subscription(topics.device_filter("state"), self._on_state)
         connection.add_subscription(topics.device_filter("availability"), self._on_availability)
-        connection.add_subscription(topics.reply, self._on_reply)
+        # Commands and their answers have a connection of their own: an answer never waits
+        # in a TCP stream or broker queue behind other devices' state (issue 8).
+        self.commands = MqttConnection(
+            replace(settings, client_id=command_client_id(settings.client_id)),
+            on_connection_change=self._connection_changed,
+            role="command",
+        )
+        self.commands.add_subscription(topics.reply, self._on_reply)
 
     # Bridge -----------------------------------------------------------------
 
@@ -77,8 +93,15 @@ class MqttBridge:
 
     @property
     def connected(self) -> bool:
-        """Whether the broker connection is up."""
-        return self.connection.connected
+        """Whether both broker connections (state and commands) are up."""
+        return self.connection.connected and self.commands.connected
+
+    def _connection_changed(self, _connected: bool) -> None:
+        """Either connection changed: tell the listener when the pair's state changes."""
+        connected = self.connected
+        if connected != self._reported_connected:
+            self._reported_connected = connected
+            self._listener.connection_changed(connected)
 
     def describe(self) -> str:
         """The broker, for messages."""
@@ -87,30 +110,35 @@ class MqttBridge:
     async def start(self) -> None:
         """Connect to the broker; retained announcements arrive right after."""
         try:
+            # The reply topic is subscribed before any device can be asked anything.
+            await self.commands.start()
             await self.connection.start()
         except MqttAuthError as err:
+            await self.commands.stop()
             raise BridgeAuthError(str(err)) from err
         except MqttConnectError as err:
+            await self.commands.stop()
             raise BridgeStartError(str(err)) from err
 
     async def stop(self) -> None:
-        """Disconnect."""
+        """Disconnect both connections; held state of flooding devices is dropped."""
         await self.connection.stop()
+        await self.commands.stop()
+        # Last: a message handled while the connection closed may have started its timer.
+        self.flood.stop()
 
     def diagnostics(self) -> dict[str, Any]:
         """Broker connection, topics and what was dropped."""
-        connection = self.connection
         return {
-            "connection": {
-                "connected": connection.connected,
-                "reconnects": connection.reconnects,
-                "last_error": connection.last_error,
-            },
+            "connection": _connection_diagnostics(self.connection),
+            "command_connection": _connection_diagnostics(self.commands),
             "topics": {
                 "discovery_prefix": self.topics.prefix,
                 "reply": self.topics.reply,
             },
             "dropped_messages": dict(self.rejects.counts),
+            "flooding_devices": self.flood.flooding,
+            "coalesced_state_messages": self.flood.held,
         }
 
     # Inbound ---------------------------------------------------------------
@@ -126,6 +154,7 @@ class MqttBridge:
             return
         self.rejects.accept(device_id, "config")
         if device is None:
+            self.flood.forget(device_id)
             self.store.remove(device_id)
             return
         if device_id not in self.store.devices and not self._accept_new(device_id):
@@ -157,7 +186,8 @@ class MqttBridge:
             self._drop(device_id, "state", err)
             return
         self.rejects.accept(device_id, "state")
-        self.store.apply_state(device_id, values)
+        if self.flood.admit(device_id, values):
+            self.store.apply_state(device_id, values)
 
     def _on_availability(self, message: aiomqtt.Message) -> None:
         device_id = self._device_id(message)
@@ -210,7 +240,7 @@ class MqttBridge:
         # The broker drops a command that could no longer be on time.
         properties.MessageExpiryInterval = max(1, math.ceil(expires_in))
         try:
-            await self.connection.publish(
+            await self.commands.publish(
                 self.topics.device_topic(command.device_id, "command"),
                 encode_command(command, self.topics.reply),
                 qos=1,
@@ -230,6 +260,7 @@ class MqttBridge:
     async def forget_device(self, device_id: str) -> None:
         """The user deleted the device: clear its retained config so it stays gone."""
         self.store.forget(device_id)
+        self.flood.forget(device_id)
         try:
             await self.connection.publish(
                 self.topics.device_topic(device_id, "config"), b"", qos=1, retain=True
@@ -238,6 +269,14 @@ class MqttBridge:
             _LOGGER.warning(
                 "Could not clear retained config of %s: broker not connected", device_id
             )
+
+
+def _connection_diagnostics(connection: MqttConnection) -> dict[str, Any]:
+    return {
+        "connected": connection.connected,
+        "reconnects": connection.reconnects,
+        "last_error": connection.last_error,
+    }
 
 
 def _payload(message: aiomqtt.Message) -> bytes:

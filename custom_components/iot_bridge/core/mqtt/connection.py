@@ -113,8 +113,12 @@ class MqttConnection:
         on_auth_failed: Callable[[], None] | None = None,
         reconnect_min: float = 1.0,
         reconnect_max: float = 60.0,
+        role: str | None = None,
     ) -> None:
         self.settings = settings
+        # A helper connection (role "command") reports its loss and return at info level:
+        # the main connection already warns when the broker goes away.
+        self._role = role
         self._on_connection_change = on_connection_change
         self._on_auth_failed = on_auth_failed
         self._auth_reported = False
@@ -159,7 +163,8 @@ class MqttConnection:
         client = await self._connect()
         self._client = client
         self._set_connected(True)
-        self._task = asyncio.create_task(self._run(client), name="iot_bridge_mqtt")
+        name = "iot_bridge_mqtt" if self._role is None else f"iot_bridge_mqtt_{self._role}"
+        self._task = asyncio.create_task(self._run(client), name=name)
 
     async def stop(self) -> None:
         """Disconnect and end the background task; leaves nothing running."""
@@ -263,12 +268,21 @@ class MqttConnection:
                 self._dispatch(message)
         except aiomqtt.MqttError as err:
             self.last_error = str(err)
-            _LOGGER.warning(
-                "Lost connection to MQTT broker %s:%s (%s); reconnecting",
-                self.settings.host,
-                self.settings.port,
-                err,
-            )
+            if self._role is None:
+                _LOGGER.warning(
+                    "Lost connection to MQTT broker %s:%s (%s); reconnecting",
+                    self.settings.host,
+                    self.settings.port,
+                    err,
+                )
+            else:
+                _LOGGER.info(
+                    "MQTT %s connection to %s:%s lost (%s); reconnecting",
+                    self._role,
+                    self.settings.host,
+                    self.settings.port,
+                    err,
+                )
         finally:
             self._set_connected(False)
 
@@ -296,9 +310,19 @@ class MqttConnection:
             self.reconnects += 1
             self._client = client
             self._set_connected(True)
-            _LOGGER.info(
-                "Connection to MQTT broker %s:%s restored", self.settings.host, self.settings.port
-            )
+            if self._role is None:
+                _LOGGER.info(
+                    "Connection to MQTT broker %s:%s restored",
+                    self.settings.host,
+                    self.settings.port,
+                )
+            else:
+                _LOGGER.info(
+                    "MQTT %s connection to %s:%s is back",
+                    self._role,
+                    self.settings.host,
+                    self.settings.port,
+                )
             return client
 
     def _dispatch(self, message: aiomqtt.Message) -> None:
