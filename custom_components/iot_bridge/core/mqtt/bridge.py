@@ -104,6 +104,8 @@ class MqttBridge:
                 "connected": connection.connected,
                 "reconnects": connection.reconnects,
                 "last_error": connection.last_error,
+                # Rise of the broker's own drop count (all its clients) while connected.
+                "broker_dropped_messages": connection.broker_dropped,
             },
             "topics": {
                 "discovery_prefix": self.topics.prefix,
