@@ -79,6 +79,8 @@ class Result:
     present: int
     correct: int
     rss_growth: int
+    stall: float  # longest time Home Assistant's loop did not come round, seconds
+    cpu_seconds: float  # CPU time of this process (all threads) from set-up to the end
 
     def row(self) -> list[str]:
         def seconds(value: float | None) -> str:
@@ -93,6 +95,8 @@ class Result:
             f"{self.correct}/{self.devices}",
             str(self.devices - self.correct),
             f"{self.rss_growth / MIB:+.0f}",
+            f"{self.stall * 1000:.0f}",
+            f"{self.cpu_seconds:.2f}",
         ]
 
 
@@ -140,6 +144,25 @@ class FleetWatch:
 
     def close(self) -> None:
         self._unsubscribe()
+
+
+class StallWatch:
+    """The longest gap between two turns of a 5 ms sleep: how long the loop was blocked."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self.longest = max(self.longest, time.perf_counter() - before - 0.005)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 # -- setting up each side ---------------------------------------------------------------
@@ -204,13 +227,17 @@ async def test_retained_startup(
     gc.collect()
     before = rss()
     watch = FleetWatch(hass, plan)
+    stalls = StallWatch()
+    cpu = time.process_time()
     with profiled(style):
         watch.start = time.perf_counter()
         entry = await setup(hass, broker)
         with contextlib.suppress(TimeoutError):  # what never arrived is reported as lost
             await asyncio.wait_for(watch.done.wait(), TIMEOUT)
+    cpu = time.process_time() - cpu
     after = rss()
     watch.close()
+    await stalls.close()
     results.append(
         Result(
             style,
@@ -220,6 +247,8 @@ async def test_retained_startup(
             len(watch.present),
             DEVICES - len(watch.wrong),
             after - before,
+            stalls.longest,
+            cpu,
         )
     )
     await hass.config_entries.async_unload(entry.entry_id)
@@ -236,6 +265,8 @@ def report(results: list[Result]) -> str:
         "correct",
         "lost",
         "RSS MiB",
+        "longest loop stall ms",
+        "CPU s",
     ]
     lines = [markdown_table(headers, [result.row() for result in results]), ""]
     by_side = {result.style: result for result in results}
