@@ -275,6 +275,10 @@ def report(results: list[Result]) -> str:
         lines.append(
             "all correct: IoT Bridge / HA MQTT = "
             f"{ours.correct_seconds / theirs.correct_seconds:.2f}x time, "
-            f"{ours.rss_growth / max(theirs.rss_growth, 1):.2f}x RSS growth"
+            f"{ours.cpu_seconds / theirs.cpu_seconds:.2f}x CPU"
+        )
+        lines.append(
+            "RSS: both sides ran in this process, and the second (HA MQTT) reused memory the "
+            "first freed; compare RSS from one side per process (-k iot_bridge, -k ha_mqtt)."
         )
     return "\n".join(lines)
