@@ -2,6 +2,7 @@
 
     python -m benchmarks.peers locker --port P --prefix X
     python -m benchmarks.peers flood --port P --prefix X --style iot_bridge --shape all ...
+    python -m benchmarks.peers fleet --port P --prefix X --style ha_mqtt --devices N
 
 They run outside the measured process so that their Python work does not share its GIL.
 This module imports only paho and the simulator (no Home Assistant): it starts fast.
@@ -204,6 +205,81 @@ def run_flood(port: int, plan: FloodPlan, messages: int) -> None:
     flooder.close()
 
 
+# -- a fleet's retained announcements ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FleetPlan:
+    """N devices, each with one sensor and three retained topics: config, state, availability.
+
+    Every `offline_every`-th device announced itself and then went offline (its Last Will),
+    so availability has to arrive for its entity to show the right thing.
+    """
+
+    style: Style
+    prefix: str
+    devices: int
+    offline_every: int = 7
+
+    def name(self, index: int) -> str:
+        return f"d{index:05d}"
+
+    def offline(self, index: int) -> bool:
+        return index % self.offline_every == 0
+
+    def state_topic(self, index: int) -> str:
+        return f"{self.prefix}/{self.name(index)}/state"
+
+    def availability_topic(self, index: int) -> str:
+        return f"{self.prefix}/{self.name(index)}/availability"
+
+    def messages(self, index: int) -> list[tuple[str, bytes]]:
+        """The device's retained messages; state and availability are the same bytes on both
+        sides, the config is each integration's own discovery format."""
+        name = self.name(index)
+        if self.style == "iot_bridge":
+            capability = {"kind": "sensor", "key": "level", "name": "level", "unit": "%"}
+            description = {"id": name, "name": name, "capabilities": [capability]}
+            config = (f"{self.prefix}/{name}/config", _json(description))
+        else:
+            discovery = {
+                "name": "level",
+                "unique_id": f"{name}_level",
+                "state_topic": self.state_topic(index),
+                "value_template": "{{ value_json.level }}",
+                "unit_of_measurement": "%",
+                "availability_topic": self.availability_topic(index),
+                "device": {"identifiers": [f"bench_{name}"], "name": name},
+            }
+            config = (f"{HA_DISCOVERY_PREFIX}/sensor/{name}/config", _json(discovery))
+        availability = b"offline" if self.offline(index) else b"online"
+        return [
+            config,
+            (self.state_topic(index), _json({"level": index})),
+            (self.availability_topic(index), availability),
+        ]
+
+
+def run_fleet(port: int, plan: FleetPlan) -> None:
+    """Publish every device's retained messages at QoS 1, wait for the PUBACKs, exit."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-fleet-{plan.style}", protocol=mqtt.MQTTv5
+    )
+    client.max_inflight_messages_set(1000)
+    client.connect(HOST, port)
+    client.loop_start()
+    infos = [
+        client.publish(topic, payload, qos=1, retain=True)
+        for index in range(plan.devices)
+        for topic, payload in plan.messages(index)
+    ]
+    for info in infos:
+        info.wait_for_publish(timeout=60)
+    client.disconnect()
+    client.loop_stop()
+    say("published", len(infos))
+
+
 # -- command line -----------------------------------------------------------------------
 
 
@@ -212,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="role", required=True)
     locker = sub.add_parser("locker", help="the simulated parcel locker (MQTT 5)")
     flood = sub.add_parser("flood", help="a sensor device that floods state messages")
-    for role in (locker, flood):
+    fleet = sub.add_parser("fleet", help="publish a fleet's retained messages, then exit")
+    for role in (locker, flood, fleet):
         role.add_argument("--port", type=int, required=True)
         role.add_argument("--prefix", required=True)
     flood.add_argument("--style", choices=["iot_bridge", "ha_mqtt"], required=True)
@@ -220,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     flood.add_argument("--device", required=True)
     flood.add_argument("--sensors", type=int, default=10)
     flood.add_argument("--messages", type=int, required=True)
+    fleet.add_argument("--style", choices=["iot_bridge", "ha_mqtt"], required=True)
+    fleet.add_argument("--devices", type=int, required=True)
     return parser
 
 
@@ -227,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.role == "locker":
         run_locker(args.port, args.prefix)
+        return 0
+    if args.role == "fleet":
+        run_fleet(args.port, FleetPlan(args.style, args.prefix, args.devices))
         return 0
     plan = FloodPlan(args.style, args.shape, args.prefix, args.device, args.sensors)
     run_flood(args.port, plan, args.messages)

@@ -276,6 +276,8 @@ def _connection_diagnostics(connection: MqttConnection) -> dict[str, Any]:
         "connected": connection.connected,
         "reconnects": connection.reconnects,
         "last_error": connection.last_error,
+        # Rise of the broker's own drop count (all its clients) while connected.
+        "broker_dropped_messages": connection.broker_dropped,
     }
 
 

@@ -1,0 +1,151 @@
+"""Retained state at fleet size: more retained messages than a default mosquitto queues.
+
+mosquitto's defaults allow 20 QoS 1 messages in flight to a client that sets no MQTT 5
+Receive Maximum and queue 1,000 more (max_queued_messages); the rest of a burst is dropped
+without a word. Subscribing to a fleet's retained topics is such a burst.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Generator
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+import pytest
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from paho.mqtt.enums import CallbackAPIVersion
+
+from custom_components.iot_bridge.const import DOMAIN
+from custom_components.iot_bridge.core.mqtt.connection import (
+    BROKER_DROPPED_TOPIC,
+    MqttConnection,
+    MqttSettings,
+)
+
+from .common import mqtt_entry, setup_entry, wait_for
+from .mosquitto import Broker
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+# 600 devices x 3 retained topics = 1,800 messages: far more than 20 in flight + 1,000 queued.
+DEVICES = 600
+PREFIX = "fleet"
+
+
+def offline(index: int) -> bool:
+    """Every fifth device announced itself and then went offline (its Last Will)."""
+    return index % 5 == 0
+
+
+def fleet() -> list[tuple[str, bytes]]:
+    """Config, state and availability of every device, as the profile has them retained."""
+    messages: list[tuple[str, bytes]] = []
+    for index in range(DEVICES):
+        device = f"dev{index:04d}"
+        config = {
+            "id": device,
+            "name": f"Device {index}",
+            "capabilities": [
+                {"kind": "sensor", "key": "level", "unit": "%", "state_class": "measurement"}
+            ],
+        }
+        base = f"{PREFIX}/{device}"
+        messages += [
+            (f"{base}/config", json.dumps(config).encode()),
+            (f"{base}/state", json.dumps({"level": index}).encode()),
+            (f"{base}/availability", b"offline" if offline(index) else b"online"),
+        ]
+    return messages
+
+
+def announce(port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish retained at QoS 1 and wait for every PUBACK (blocking: run in an executor)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(200)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
+def default_broker() -> Generator[Broker]:
+    """mosquitto with its defaults (no set_tcp_nodelay, no queue settings)."""
+    broker = Broker(nodelay=False)
+    broker.start()
+    yield broker
+    broker.close()
+
+
+async def test_retained_fleet_beyond_broker_queue_arrives_whole(
+    hass: HomeAssistant, default_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every config, state and availability retained before start-up arrives: 0 lost."""
+    await hass.async_add_executor_job(announce, default_broker.port, fleet())
+
+    entry = mqtt_entry(default_broker, prefix=PREFIX)
+    await setup_entry(hass, entry)
+    bridge = entry.runtime_data.bridge
+
+    await wait_for(
+        lambda: len(bridge.devices) == DEVICES,
+        timeout=15,
+        what=lambda: f"{DEVICES} devices, {len(bridge.devices)} discovered",
+    )
+    registry = er.async_get(hass)
+
+    def wrong() -> list[str]:
+        """Sensors that do not show their device's retained state or availability."""
+        bad = []
+        for index in range(DEVICES):
+            unique_id = f"{entry.entry_id}_dev{index:04d}_level"
+            entity_id = registry.async_get_entity_id("sensor", DOMAIN, unique_id)
+            state = hass.states.get(entity_id) if entity_id else None
+            expected = STATE_UNAVAILABLE if offline(index) else str(index)
+            if state is None or state.state != expected:
+                bad.append(f"dev{index:04d}: {state.state if state else None} != {expected}")
+        return bad
+
+    await wait_for(lambda: not wrong(), timeout=15, what=lambda: wrong()[:5])
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.iot_bridge")]
+    assert not [r for r in ours if r.levelno >= logging.WARNING]
+    assert bridge.connection.broker_dropped == 0
+    # Before this test's broker goes away (its fixture ends before hass does).
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def _drop_count(value: int, *, retain: bool) -> aiomqtt.Message:
+    return aiomqtt.Message(BROKER_DROPPED_TOPIC, str(value).encode(), 0, retain, 0, None)
+
+
+def test_broker_drop_count_rising_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A rise of mosquitto's $SYS drop count while connected is a warning, once."""
+    connection = MqttConnection(MqttSettings("127.0.0.1", 1883, "t"))
+    dispatch = connection._dispatch  # the reader callback itself
+    dispatch(_drop_count(1980, retain=True))  # the count when we subscribed: not ours
+    dispatch(_drop_count(1980, retain=False))
+    assert connection.broker_dropped == 0
+    assert not caplog.records
+    dispatch(_drop_count(2100, retain=False))
+    dispatch(_drop_count(2150, retain=False))
+    assert connection.broker_dropped == 170
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "dropped 120 messages" in warnings[0].getMessage()
+    assert "max_queued_messages" in warnings[0].getMessage()
+
+
+def test_broker_drop_count_without_retained_value_counts_from_zero() -> None:
+    """A broker younger than its sys_interval had no count to retain: it started from 0."""
+    connection = MqttConnection(MqttSettings("127.0.0.1", 1883, "t"))
+    connection._dispatch(_drop_count(780, retain=False))
+    assert connection.broker_dropped == 780
