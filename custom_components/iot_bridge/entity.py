@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
@@ -27,9 +26,6 @@ from .hub import (
     signal_new_capability,
     signal_new_device,
 )
-
-# Entities handed to Home Assistant per turn of the event loop (see capability_platform).
-_ADD_CHUNK = 50
 
 EntityFactory = Callable[[IotBridgeHub, Device, Capability], Entity]
 DeviceEntityFactory = Callable[[IotBridgeHub, Device], Entity]
@@ -78,43 +74,21 @@ def capability_platform(
         async_add_entities: AddConfigEntryEntitiesCallback,
     ) -> None:
         hub = entry.runtime_data
-        # A fleet's retained announcements arrive as a burst. Entities are handed to Home
-        # Assistant in chunks, one chunk per turn of the event loop. Home Assistant adds them
-        # in eager tasks, so the devices already known when the platform is set up were all
-        # added inside one turn: at 5,000 devices the loop stood still for 0.83-0.90 s (one
-        # call for all of them: 1.1-3.7 s). In chunks of 50 the longest stall was 0.50-0.63 s,
-        # at the same CPU time (benchmarks/bench_retained.py).
-        waiting: deque[Entity] = deque()
-
-        @callback
-        def flush() -> None:
-            chunk = [waiting.popleft() for _ in range(min(len(waiting), _ADD_CHUNK))]
-            if chunk:  # empty when the entry was unloaded in between
-                async_add_entities(chunk)
-            if waiting:
-                hass.loop.call_soon(flush)
-
-        @callback
-        def queue(entity: Entity) -> None:
-            if not waiting:
-                hass.loop.call_soon(flush)
-            waiting.append(entity)
 
         @callback
         def add(device: Device, capability: Capability) -> None:
             if capability.kind is kind:
-                queue(factory(hub, device, capability))
+                async_add_entities([factory(hub, device, capability)])
 
         @callback
         def add_device(device: Device) -> None:
             if device_factory is not None:
-                queue(device_factory(hub, device))
+                async_add_entities([device_factory(hub, device)])
 
         for device in list(hub.bridge.devices.values()):
             add_device(device)
             for capability in device.capabilities.values():
                 add(device, capability)
-        entry.async_on_unload(waiting.clear)
         entry.async_on_unload(
             async_dispatcher_connect(hass, signal_new_capability(entry.entry_id), add)
         )
