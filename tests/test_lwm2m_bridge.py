@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+import aiocoap
 import pytest
 
 from custom_components.iot_bridge.core.bridge import Admission
@@ -24,7 +25,7 @@ from custom_components.iot_bridge.core.lwm2m.registry import (
 from custom_components.iot_bridge.core.model import CommandResult, CommandStatus, Device
 from iot_bridge_sim.devices import parcel_locker, sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mBehaviour, Lwm2mClient, Lwm2mOptions
-from iot_bridge_sim.lwm2m_objects import showcase_node
+from iot_bridge_sim.lwm2m_objects import Lwm2mError, showcase_node
 
 from .common import wait_for
 
@@ -256,6 +257,61 @@ async def test_unknown_object_still_appears(make_rig: MakeRig) -> None:
         lambda: rig.bridge.devices["sensor1"].state.get("31024_0_0") == 7,
         what="notification of the vendor object",
     )
+
+
+def _reads_resources_only(client: Lwm2mClient) -> None:
+    """Answer like lwm2m-node-lib's client: a Read of a whole instance is 4.04 (it reads
+    single resources only), a Discover of it lists its resources."""
+    dispatch = client._dispatch
+
+    async def resources_only(request: aiocoap.Message, path: LwM2MPath) -> aiocoap.Message:
+        if request.code == aiocoap.GET and path.depth == 2 and request.opt.accept != 40:
+            raise Lwm2mError("4.04", f"read the resources of {path} one at a time")
+        return await dispatch(request, path)
+
+    client._dispatch = resources_only  # type: ignore[method-assign]
+
+
+async def test_client_reading_single_resources_only_is_read_and_observed_per_resource(
+    make_rig: MakeRig,
+) -> None:
+    """An instance read refused: Discover lists its resources, each is read and the ones
+    behind entities (every one of an unknown object) are observed on their own."""
+    rig = await make_rig()
+    client = Lwm2mClient(
+        sensor_node(), Lwm2mOptions(server=rig.uri, vendor_object=True, version="1.0")
+    )
+    _reads_resources_only(client)
+    await client.start()
+    rig.clients.append(client)
+    device = await rig.device("sensor1")
+    await wait_for(lambda: device.state.get("3303_0_5700") == 21.0)
+    assert device.info.manufacturer is not None
+    assert device.capabilities["3303_0_5700"].unit == "°C"  # 5701, read on its own
+    vendor = device.capabilities["31024_0_1"]
+    assert vendor.enabled_by_default is True  # observed: live values
+    assert device.state["31024_0_1"] == "vendor instance 0"
+    observing = rig.bridge.diagnostics()["endpoints"]["sensor1"]["observing"]
+    assert "/3303/0/5700" in observing
+    assert {"/31024/0/0", "/31024/0/1"} <= set(observing)
+    assert not [path for path in observing if path.count("/") < 3]
+    observes = [r.path for r in client.received if r.method == "GET" and r.observe == 0]
+    assert all(path.count("/") == 3 for path in observes), observes
+    client.publish_state({"temperature": 25.25})
+    await wait_for(lambda: device.state.get("3303_0_5700") == 25.25, what="notification")
+
+
+async def test_client_listing_no_formats_gets_reads_without_accept(make_rig: MakeRig) -> None:
+    """A 1.0 client that lists no content formats picks its own: no Accept option (some
+    clients drop a request whose Accept they do not know), its answer's format is read."""
+    rig = await make_rig()
+    client = await rig.client(sensor_node(), version="1.0")
+    device = await rig.device("sensor1")
+    await wait_for(lambda: device.state.get("3303_0_5700") == 21.0)
+    reads = [r for r in client.received if r.method == "GET" and r.accept != 40]
+    assert reads
+    assert {r.accept for r in reads} == {None}
+    assert rig.bridge.diagnostics()["endpoints"]["sensor1"]["format"] is None
 
 
 async def test_multiple_resource_shows_its_first_instance(make_rig: MakeRig) -> None:

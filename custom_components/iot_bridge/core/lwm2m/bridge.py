@@ -28,11 +28,21 @@ from ..devices import DeviceStore, RejectLog
 from ..model import Capability, Command, CommandReply, CommandResult, Device
 from .codec import ContentFormat, decode, encode
 from .errors import CodecError
-from .mapping import MISSING, Binding, Expectation, Mapper, Method, Operation, device_info
+from .linkformat import parse_discover
+from .mapping import (
+    MISSING,
+    Binding,
+    Expectation,
+    Mapper,
+    Method,
+    Operation,
+    device_info,
+    rule_state_paths,
+)
 from .paths import LwM2MPath
 from .registration import Registration
 from .server import Lwm2mServer, Response, ServerRequestError
-from .values import Value
+from .values import ResourceType, Value
 
 _LOGGER = logging.getLogger(__name__)
 # Formats we ask for, best first, when the client lists what it supports; TLV is the one
@@ -75,6 +85,8 @@ class Endpoint:
     # Paths an Observe was sent for and not cancelled yet: the client may be notifying even
     # when our side gave up waiting (an unload in the middle of setting up).
     observe_sent: set[LwM2MPath] = field(default_factory=set)
+    # Instances the client refused to read whole: read, and observed, one resource at a time.
+    per_resource: set[LwM2MPath] = field(default_factory=set)
     expectations: dict[str, tuple[Expectation, asyncio.Future[bool]]] = field(default_factory=dict)
     setup: asyncio.Task[None] | None = None
     awake_until: float = 0.0
@@ -256,6 +268,7 @@ class Lwm2mBridge:
         registration = endpoint.registration
         if registration is None:
             return
+        endpoint.per_resource.clear()
         instances = [
             path
             for path in registration.objects.instance_paths()
@@ -291,34 +304,112 @@ class Lwm2mBridge:
             await self._read_into(endpoint, path)
             return
         if not response.success:
+            if path.depth == 2 and await self._read_resources(endpoint, path):
+                return
             self._reject(endpoint, f"read {path}", f"read of {path} refused: {response.describe()}")
             return
         self._absorb(endpoint, path, response)
+
+    async def _read_resources(self, endpoint: Endpoint, instance: LwM2MPath) -> bool:
+        """An instance the client will not read whole (some clients answer resources only):
+        Discover its resources and read each one. True when at least one was read."""
+        registration = endpoint.registration
+        if registration is None:
+            return False
+        try:
+            answer = await self._request(
+                endpoint,
+                aiocoap.GET,
+                instance,
+                timeout=_SETUP_TIMEOUT,
+                accept=ContentFormat.LINK_FORMAT,
+            )
+            links = parse_discover(answer.payload, registration.objects.root)
+        except (ServerRequestError, CodecError):
+            return False
+        if not answer.success:
+            return False
+        # Executable resources (known to the registry) have nothing to read.
+        resources = sorted(
+            {
+                link.path
+                for link in links
+                if link.path.depth == 3
+                and link.path.startswith(instance)
+                and self._readable(link.path)
+            }
+        )
+        read = False
+        for resource in resources:
+            try:
+                response = await self._request(
+                    endpoint, aiocoap.GET, resource, timeout=_SETUP_TIMEOUT
+                )
+            except ServerRequestError:
+                continue
+            if response.success:
+                self._absorb(endpoint, resource, response)
+                read = True
+        if read:
+            endpoint.per_resource.add(instance)
+            _LOGGER.debug(
+                "LwM2M client %s: %s read one resource at a time", endpoint.name, instance
+            )
+        return read
+
+    def _readable(self, resource: LwM2MPath) -> bool:
+        definition = self._mapper.registry.resource(resource)
+        return definition is None or definition.type is not ResourceType.NONE
 
     async def _observe(self, endpoint: Endpoint, instance: LwM2MPath) -> bool:
         """Observe an instance that carries state; True when the client agreed."""
         object_id = instance.object_id or 0
         if self._mapper.mapped(object_id) and not self._has_state(instance):
             return False
+        if endpoint.registration is None:
+            return False
+        await self._write_attributes(endpoint, instance)
+        if instance not in endpoint.per_resource:
+            return await self._observe_path(endpoint, instance)
+        # A client that reads resources only is observed resource by resource (its answer
+        # to an instance Observe need not mean anything).
+        agreed = [
+            resource
+            for resource in self._observable_resources(endpoint, instance)
+            if await self._observe_path(endpoint, resource)
+        ]
+        return bool(agreed)
+
+    def _observable_resources(self, endpoint: Endpoint, instance: LwM2MPath) -> list[LwM2MPath]:
+        """The resources read from an instance that make up entity state."""
+        read = {
+            path if path.depth == 3 else path.parent
+            for path in endpoint.values
+            if path.depth >= 3 and path.startswith(instance)
+        }
+        rules = self._mapper.table.rules.get(instance.object_id or 0)
+        if rules is None:
+            return sorted(read)
+        wanted = {path for rule in rules for path in rule_state_paths(instance, rule)}
+        return sorted(read & wanted)
+
+    async def _observe_path(self, endpoint: Endpoint, path: LwM2MPath) -> bool:
         registration = endpoint.registration
         if registration is None:
             return False
-        await self._write_attributes(endpoint, instance)
         try:
             await self._wait_awake(endpoint, _SETUP_TIMEOUT)
-            endpoint.observe_sent.add(instance)
+            endpoint.observe_sent.add(path)
             first, notifications = await self.server.observe(
-                registration, str(instance), timeout=_SETUP_TIMEOUT, accept=endpoint.accept
+                registration, str(path), timeout=_SETUP_TIMEOUT, accept=endpoint.accept
             )
         except (ServerRequestError, TransportTimeout) as err:
-            self._reject(endpoint, f"observe {instance}", f"cannot observe {instance}: {err}")
+            self._reject(endpoint, f"observe {path}", f"cannot observe {path}: {err}")
             return False
         if not first.success:
             return False
-        self._absorb(endpoint, instance, first)
-        endpoint.observations[instance] = self._spawn(
-            self._follow(endpoint, instance, notifications)
-        )
+        self._absorb(endpoint, path, first)
+        endpoint.observations[path] = self._spawn(self._follow(endpoint, path, notifications))
         return True
 
     def _has_state(self, instance: LwM2MPath) -> bool:
@@ -406,7 +497,9 @@ class Lwm2mBridge:
         payload: bytes = b"",
         content_format: int | None = None,
         query: tuple[str, ...] = (),
+        accept: int | None = None,
     ) -> Response:
+        """One request; a read asks for `accept`, else for the client's format."""
         started = self._clock()
         await self._wait_awake(endpoint, timeout)
         registration = endpoint.registration
@@ -419,7 +512,7 @@ class Lwm2mBridge:
             timeout=timeout - (self._clock() - started),
             payload=payload,
             content_format=content_format,
-            accept=endpoint.accept if code == aiocoap.GET else None,
+            accept=accept if accept is not None or code != aiocoap.GET else endpoint.accept,
             query=query,
         )
 
@@ -590,8 +683,10 @@ def _preferred_format(registration: Registration) -> int | None:
     for content_format in _PREFERRED_FORMATS:
         if content_format in offered:
             return int(content_format)
-    # 1.1 clients list their formats; a 1.0 client always speaks TLV.
-    return int(ContentFormat.TLV) if registration.version == "1.0" else None
+    # A client that lists none answers in its own format, which the answer's Content-Format
+    # names. (A 1.0 client must speak TLV, but some only speak text/plain and silently drop
+    # a request whose Accept they do not know, e.g. lwm2m-node-lib's client.)
+    return None
 
 
 def _without_retries(command: Command) -> Command:

@@ -111,11 +111,7 @@ class Binding:
             if self.capability.kind is CapabilityKind.BUTTON or self.resource is None:
                 return ()
             return (self.instance.child(self.resource),)
-        if rule.kind is CapabilityKind.BUTTON:
-            return ()
-        extra = (rule.dimmer, rule.longitude)
-        ids = [rule.resource, *(resource for resource in extra if resource is not None)]
-        return tuple(self.instance.child(resource) for resource in ids)
+        return rule_state_paths(self.instance, rule)
 
     def state(self, values: Mapping[LwM2MPath, Value]) -> Any:
         """The capability's state from resource values; MISSING if they do not say."""
@@ -189,6 +185,15 @@ class Binding:
             arguments="1" if lock else "0",
             expect=Expectation(state, lock),
         )
+
+
+def rule_state_paths(instance: LwM2MPath, rule: Rule) -> tuple[LwM2MPath, ...]:
+    """Resources of an instance whose values make up the state of a rule's entity."""
+    if rule.kind is CapabilityKind.BUTTON:
+        return ()
+    extra = (rule.dimmer, rule.longitude)
+    ids = [rule.resource, *(resource for resource in extra if resource is not None)]
+    return tuple(instance.child(resource) for resource in ids)
 
 
 def _value_at(values: Mapping[LwM2MPath, Value], path: LwM2MPath) -> Any:
