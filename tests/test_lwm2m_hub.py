@@ -342,6 +342,12 @@ async def test_showcase_objects_become_entities_with_live_values(
         BUTTON_EVENT: STATE_UNKNOWN,  # presses before Home Assistant started are not news
     }
     _coordinates_are(hass, 48.85, 2.35)
+    # The push button's press count becomes news only once it is observed (its first value
+    # is the base): publish after the observation is in place.
+    await wait_for(
+        lambda: any(path.startswith("/3347/") for path in client.observations),
+        what="the push button observed",
+    )
     client.publish_state(
         {
             "signal": -95,
