@@ -125,6 +125,9 @@ class Lwm2mBridge:
         self._mapper = mapper or Mapper()
         self._clock = clock
         self._setup_slots = asyncio.Semaphore(_SETUP_CONCURRENCY)
+        # As many cancels in flight as set-ups: a fleet's thousands at once (unload) outran
+        # the clients' answers and aiocoap's retries (bench_lwm2m.py at 1,000 endpoints).
+        self._cancel_slots = asyncio.Semaphore(_SETUP_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- Bridge ---------------------------------------------------------------------------
@@ -519,7 +522,10 @@ class Lwm2mBridge:
     async def _cancel_on_wire(self, endpoint: Endpoint, path: LwM2MPath) -> None:
         registration = endpoint.registration
         if registration is not None and endpoint.awake(self._clock()):
-            await self.server.cancel_observation(registration, str(path), timeout=_CANCEL_TIMEOUT)
+            async with self._cancel_slots:
+                await self.server.cancel_observation(
+                    registration, str(path), timeout=_CANCEL_TIMEOUT
+                )
 
     def _drop_observations(self, endpoint: Endpoint) -> None:
         """Forget our side of the observations (the client forgot them, or we cancel them)."""
