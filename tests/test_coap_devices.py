@@ -89,7 +89,16 @@ async def locker(start_coap_sim: StartSim) -> CoapDeviceSimulator:
 async def locker_hub(hass: HomeAssistant, locker: CoapDeviceSimulator) -> MockConfigEntry:
     """A loaded entry for the locker, its values read."""
     entry = await _hub(hass, locker)
-    await wait_for(lambda: _state(hass, LOCK_2) == LockState.LOCKED, what="locker entities")
+    # Every value read and every observation in place, not only the first: on a busy machine
+    # they arrive one by one.
+    await wait_for(
+        lambda: (
+            _state(hass, LOCK_2) == LockState.LOCKED
+            and _state(hass, TEMPERATURE) == "21.5"
+            and locker.observers() == 7
+        ),
+        what="locker entities, values and observations",
+    )
     return entry
 
 
@@ -192,7 +201,7 @@ async def test_sensor_node_over_cbor(hass: HomeAssistant, start_coap_sim: StartS
     sim = await start_coap_sim(climate_node(), content_format="cbor")
     await _hub(hass, sim)
     await wait_for(lambda: _state(hass, "sensor.climate_node_humidity") == "45.0")
-    assert _state(hass, "number.climate_node_setpoint") == "21.0"
+    await wait_for(lambda: _state(hass, "number.climate_node_setpoint") == "21.0")
     await hass.services.async_call(
         "switch", "turn_on", {ATTR_ENTITY_ID: "switch.climate_node_relay"}, blocking=True
     )
@@ -606,7 +615,7 @@ async def test_another_device_at_the_address_is_not_taken_for_it(
     await hass.async_add_executor_job(other.stop)
     await hass.async_add_executor_job(locker.start)
     await wait_for(lambda: _state(hass, CONNECTIVITY) == STATE_ON, timeout=15, what="back")
-    assert _state(hass, TEMPERATURE) == "21.5"
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "21.5", what="its value back")
 
 
 async def test_bad_description_after_restart_is_logged_once(
