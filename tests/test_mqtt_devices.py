@@ -367,6 +367,42 @@ async def test_bad_capability_description_is_rejected(
     assert "odd1" not in hub.runtime_data.bridge.devices
 
 
+async def test_hostile_config_fields_are_logged_once_without_traceback(
+    hass: HomeAssistant,
+    hub: MockConfigEntry,
+    locker: MqttDeviceSimulator,
+    start_sim: StartSim,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A capability field of the wrong JSON type (a list as kind: unhashable) and nesting as
+    deep as 16 KiB allows are one warning per cause, without a traceback; the device keeps
+    its last good description and other devices keep working."""
+    hostile = await start_sim(DeviceModel(device_id="hostile1", name="Hostile"))
+    caplog.clear()
+    wrong_type = json.dumps(
+        {"id": "hostile1", "name": "H", "capabilities": [{"kind": ["sensor"], "key": "k"}]}
+    )
+    deep = '{"id": "hostile1", "name": "H", "capabilities": [], "x": %s}' % (
+        "[" * 8000 + "]" * 8000
+    )
+    for payload in (wrong_type, wrong_type, deep, deep):
+        await hass.async_add_executor_job(hostile.publish_raw, "config", payload, False)
+    bridge = hub.runtime_data.bridge
+    await wait_for(lambda: bridge.rejects.counts["config"] == 4, what=lambda: bridge.rejects.counts)
+    await hass.async_add_executor_job(locker.publish_state, {"temperature": 18.5})
+    await wait_for(lambda: _state(hass, "sensor.parcel_locker_temperature") == "18.5")
+
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.iot_bridge")]
+    assert [r for r in ours if r.exc_info or r.levelno >= logging.ERROR] == []
+    warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    hostile_warnings = [w for w in warnings if "hostile1" in w]
+    assert len(hostile_warnings) == 2, hostile_warnings
+    assert "unknown kind a JSON array" in hostile_warnings[0]
+    assert "nested deeper than 16 levels" in hostile_warnings[1]
+    assert all(len(w) < 300 for w in hostile_warnings)
+    assert bridge.devices["hostile1"].name == "Hostile"
+
+
 # Confirmed commands --------------------------------------------------------------------
 
 
@@ -486,6 +522,38 @@ async def test_duplicate_and_foreign_answers_are_ignored(
     await wait_for(lambda: hub.runtime_data.bridge.rejects.counts["answer"] == 1)
     await hass.services.async_call(LOCK_DOMAIN, "lock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
     assert _state(hass, LOCK_2) == LockState.LOCKED
+
+
+async def test_bad_answers_on_the_reply_topic_are_logged_once_per_cause(
+    hass: HomeAssistant,
+    hub: MockConfigEntry,
+    locker: MqttDeviceSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every device answers on the hub's one reply topic: a good answer from one device must
+    not re-arm the warning for another's bad ones, so each cause is logged once."""
+    reply_topic = hub.runtime_data.bridge.topics.reply
+
+    async def publish_bad(payload: bytes) -> None:
+        await hass.async_add_executor_job(
+            lambda: locker._client.publish(reply_topic, payload, qos=1).wait_for_publish(2)
+        )
+
+    caplog.clear()
+    await publish_bad(b"{oops")
+    await hass.services.async_call(LOCK_DOMAIN, "unlock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
+    assert _state(hass, LOCK_2) == LockState.UNLOCKED  # a good answer came in between
+    await publish_bad(b"{oops again")
+    await publish_bad(b'{"status": "ok"}')
+    await publish_bad(b'{"status": "ok", "reason": "no id either"}')
+    counts = hub.runtime_data.bridge.rejects.counts
+    await wait_for(lambda: counts["answer"] == 4, what=lambda: counts)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    answers = [w for w in warnings if "(reply topic)" in w]
+    assert len(answers) == 2, answers
+    assert "not valid JSON" in answers[0]
+    assert "no command id" in answers[1]
 
 
 async def _publish_answer(

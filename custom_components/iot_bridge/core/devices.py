@@ -43,6 +43,8 @@ _EXPECTED_STATE: Final[dict[tuple[CapabilityKind, str], Any]] = {
 class RejectLog:
     """Logs a rejected input once per device and cause until that input is good again.
 
+    A cause may come in variants (why a payload was refused): each variant is logged once.
+
     A flood from many senders (random device ids, new source ports) is still bounded: per
     cause at most _WARNINGS_PER_WINDOW warnings per window, then one line saying how many
     more were only counted.
@@ -54,18 +56,23 @@ class RejectLog:
         self.counts: Counter[str] = Counter()
         self._logger = logger
         self._clock = clock
-        self._warned: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # (device, cause) -> variants already logged
+        self._warned: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
         # cause -> (window start, warnings in it, warnings held back)
         self._windows: dict[str, tuple[float, int, int]] = {}
 
-    def reject(self, device_id: str, cause: str, message: str) -> None:
-        """Count a rejection; warn the first time for this device and cause."""
+    def reject(self, device_id: str, cause: str, message: str, variant: str = "") -> None:
+        """Count a rejection; warn the first time for this device, cause and variant."""
         self.counts[cause] += 1
         key = (device_id, cause)
-        if key in self._warned:
+        variants = self._warned.get(key)
+        if variants is not None and variant in variants:
             self._logger.debug("%s (again)", message)
             return
-        self._warned[key] = None
+        if variants is None:
+            self._warned[key] = {variant}
+        else:
+            variants.add(variant)
         while len(self._warned) > _MAX_WARNED:
             self._warned.popitem(last=False)
         if self._allowed(cause):
