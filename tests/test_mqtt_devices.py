@@ -403,6 +403,32 @@ async def test_hostile_config_fields_are_logged_once_without_traceback(
     assert bridge.devices["hostile1"].name == "Hostile"
 
 
+async def test_kind_change_drops_the_old_value(
+    hass: HomeAssistant, hub: MockConfigEntry, start_sim: StartSim
+) -> None:
+    """A capability re-announced with another kind starts unknown: a sensor's 1 must not
+    become a switch's "on" just because a switch would accept it."""
+    model = DeviceModel(
+        device_id="morph1",
+        name="Morph",
+        capabilities=[{"kind": "sensor", "key": "level", "name": "Level"}],
+        state={"level": 1},
+    )
+    sim = await start_sim(model)
+    await wait_for(lambda: _state(hass, "sensor.morph_level") == "1")
+    model.capabilities = [{"kind": "switch", "key": "level", "name": "Level"}]
+    await hass.async_add_executor_job(
+        sim.publish_raw, "config", json.dumps(model.config_payload()), True
+    )
+    await wait_for(lambda: hass.states.get("switch.morph_level") is not None)
+    await hass.async_block_till_done()
+    assert _state(hass, "switch.morph_level") == STATE_UNKNOWN
+    assert "level" not in hub.runtime_data.bridge.devices["morph1"].state
+    # The device's next report sets it.
+    await hass.async_add_executor_job(sim.publish_state, {"level": False})
+    await wait_for(lambda: _state(hass, "switch.morph_level") == STATE_OFF)
+
+
 # Confirmed commands --------------------------------------------------------------------
 
 

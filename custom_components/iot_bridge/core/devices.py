@@ -136,7 +136,7 @@ class DeviceStore:
         previous = self.devices.get(device.device_id)
         if previous is not None:
             device.available = previous.available
-            self._carry_over(device, previous.state)
+            self._carry_over(device, previous.state, previous.capabilities)
         self._carry_over(device, self._early_state.pop(device.device_id, {}))
         early_available = self._early_availability.pop(device.device_id, None)
         if early_available is not None:
@@ -144,16 +144,25 @@ class DeviceStore:
         self.devices[device.device_id] = device
         self._listener.device_discovered(device, previous)
 
-    def _carry_over(self, device: Device, values: Mapping[str, Any]) -> None:
-        """Keep values the new description can still hold (a kind change drops them)."""
+    def _carry_over(
+        self,
+        device: Device,
+        values: Mapping[str, Any],
+        old_capabilities: Mapping[str, Capability] | None = None,
+    ) -> None:
+        """Keep values the new description can still hold; a kind change drops them."""
         for key, value in values.items():
             capability = device.capabilities.get(key)
             if capability is None:
                 continue
+            old = old_capabilities.get(key) if old_capabilities is not None else None
+            if old is not None and old.kind is not capability.kind:
+                # A sensor's 1 is not a switch's "on": unknown until the device reports.
+                continue
             try:
                 device.state[key] = normalize(capability, value)
             except InvalidValue:
-                continue  # e.g. a sensor that became a lock: its reading means nothing now
+                continue  # e.g. a number whose new range leaves the old value out
 
     def remove(self, device_id: str) -> bool:
         """The device is gone; True if it was known."""
