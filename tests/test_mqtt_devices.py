@@ -29,6 +29,7 @@ from custom_components.iot_bridge.const import (
     DOMAIN,
     EVENT_COMMAND,
 )
+from custom_components.iot_bridge.core.devices import MAX_EARLY_BYTES
 from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
@@ -427,6 +428,41 @@ async def test_kind_change_drops_the_old_value(
     # The device's next report sets it.
     await hass.async_add_executor_job(sim.publish_state, {"level": False})
     await wait_for(lambda: _state(hass, "switch.morph_level") == STATE_OFF)
+
+
+async def test_early_state_is_bounded_by_bytes(
+    hass: HomeAssistant, hub: MockConfigEntry, locker: MqttDeviceSimulator
+) -> None:
+    """State for devices not announced yet is kept within 16 KiB per device and 1 MiB in all
+    (64 keys of 16 KiB each used to pass the key limit); the newest is still applied when
+    its device is announced."""
+    store = hub.runtime_data.bridge.store
+    prefix = hub.runtime_data.bridge.topics.prefix
+    client = locker._client
+    # 100 devices x 63 keys x 200 characters: about 1.3 MiB of state.
+    payload = json.dumps({f"k{i}": "x" * 200 for i in range(63)})
+    oversized = json.dumps({"big": "y" * 15000})
+
+    def publish() -> None:
+        infos = [client.publish(f"{prefix}/early{n}/state", payload, qos=1) for n in range(100)]
+        # A 64th key (within the key limit) would take this device past 16 KiB.
+        infos.append(client.publish(f"{prefix}/early99/state", oversized, qos=1))
+        for info in infos:
+            info.wait_for_publish(5)
+
+    await hass.async_add_executor_job(publish)
+    counts = hub.runtime_data.bridge.rejects.counts
+    await wait_for(lambda: counts["early_state_dropped"] >= 1, what=lambda: counts)
+    assert counts["early_state_evicted"] >= 1
+    assert 0 < store.early_bytes <= MAX_EARLY_BYTES
+    announced = json.dumps(
+        {"id": "early99", "name": "Early", "capabilities": [{"kind": "sensor", "key": "k0"}]}
+    )
+    await hass.async_add_executor_job(
+        lambda: client.publish(f"{prefix}/early99/config", announced, qos=1).wait_for_publish(5)
+    )
+    await wait_for(lambda: "early99" in hub.runtime_data.bridge.devices)
+    assert hub.runtime_data.bridge.devices["early99"].state == {"k0": "x" * 200}
 
 
 # Confirmed commands --------------------------------------------------------------------

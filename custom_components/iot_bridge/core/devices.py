@@ -25,6 +25,10 @@ _MISSING: Final = object()
 # grow Home Assistant's memory by inventing device ids.
 MAX_EARLY_DEVICES: Final = 256
 MAX_EARLY_KEYS: Final = 64
+# ... and at most this much data, per device and in all (values are counted by their size
+# as JSON would spell them, roughly): keys alone would let 64 values of 16 KiB each through.
+MAX_EARLY_DEVICE_BYTES: Final = 16 * 1024
+MAX_EARLY_BYTES: Final = 1024 * 1024
 # (device, cause) pairs remembered so each problem is logged once, not per message.
 _MAX_WARNED: Final = 4096
 _WARNINGS_PER_WINDOW: Final = 10
@@ -122,7 +126,9 @@ class DeviceStore:
         self.devices: dict[str, Device] = {}
         self.rejects = rejects or RejectLog()
         self._listener = listener
-        self._early_state: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # device id -> key -> (value, its approximate size in bytes)
+        self._early_state: OrderedDict[str, dict[str, tuple[Any, int]]] = OrderedDict()
+        self._early_bytes = 0
         self._early_availability: OrderedDict[str, bool] = OrderedDict()
 
     def get(self, device_id: str) -> Device | None:
@@ -137,7 +143,9 @@ class DeviceStore:
         if previous is not None:
             device.available = previous.available
             self._carry_over(device, previous.state, previous.capabilities)
-        self._carry_over(device, self._early_state.pop(device.device_id, {}))
+        early = self._early_state.pop(device.device_id, {})
+        self._early_bytes -= sum(size for _, size in early.values())
+        self._carry_over(device, {key: value for key, (value, _) in early.items()})
         early_available = self._early_availability.pop(device.device_id, None)
         if early_available is not None:
             device.available = early_available
@@ -166,7 +174,7 @@ class DeviceStore:
 
     def remove(self, device_id: str) -> bool:
         """The device is gone; True if it was known."""
-        self._early_state.pop(device_id, None)
+        self._drop_early(device_id)
         self._early_availability.pop(device_id, None)
         if self.devices.pop(device_id, None) is None:
             return False
@@ -176,7 +184,7 @@ class DeviceStore:
     def forget(self, device_id: str) -> None:
         """Drop a device without telling the listener (the user removed it already)."""
         self.devices.pop(device_id, None)
-        self._early_state.pop(device_id, None)
+        self._drop_early(device_id)
         self._early_availability.pop(device_id, None)
 
     # -- state ------------------------------------------------------------------------------
@@ -252,14 +260,61 @@ class DeviceStore:
         if value is not None:
             self.apply_state(device.device_id, {command.capability: value})
 
+    @property
+    def early_bytes(self) -> int:
+        """Approximate size of the state kept for devices not described yet."""
+        return self._early_bytes
+
     def _remember_early(self, device_id: str, values: Mapping[str, Any]) -> None:
         early = self._early_state.pop(device_id, {})
+        device_bytes = sum(size for _, size in early.values())
         for key, value in values.items():
-            if key in early or len(early) < MAX_EARLY_KEYS:
-                early[key] = value
+            if key not in early and len(early) >= MAX_EARLY_KEYS:
+                self.rejects.counts["early_state_dropped"] += 1
+                continue
+            old_size = early[key][1] if key in early else 0
+            size = approximate_size(key) + approximate_size(value, MAX_EARLY_DEVICE_BYTES)
+            if device_bytes - old_size + size > MAX_EARLY_DEVICE_BYTES:
+                self.rejects.counts["early_state_dropped"] += 1
+                continue
+            early[key] = (value, size)
+            device_bytes += size - old_size
+            self._early_bytes += size - old_size
         self._early_state[device_id] = early
-        if _trim(self._early_state, MAX_EARLY_DEVICES):
+        evicted = False
+        while len(self._early_state) > MAX_EARLY_DEVICES or self._early_bytes > MAX_EARLY_BYTES:
+            self._drop_early(next(iter(self._early_state)))
+            evicted = True
+        if evicted:
             self.rejects.counts["early_state_evicted"] += 1
+
+    def _drop_early(self, device_id: str) -> None:
+        early = self._early_state.pop(device_id, None)
+        if early is not None:
+            self._early_bytes -= sum(size for _, size in early.values())
+
+
+def approximate_size(value: Any, limit: int = MAX_EARLY_BYTES) -> int:
+    """Roughly how many bytes a value takes when spelled as JSON; stops counting at limit.
+
+    Walked without recursion: a deeply nested value cannot exhaust the stack.
+    """
+    total = 0
+    pending = [value]
+    while pending and total <= limit:
+        item = pending.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2
+            pending.extend(item)
+        else:
+            total += 8  # numbers, booleans, null and other scalars
+    return total
 
 
 def _trim(store: OrderedDict[str, Any], limit: int) -> bool:
