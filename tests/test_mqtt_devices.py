@@ -465,6 +465,26 @@ async def test_early_state_is_bounded_by_bytes(
     assert hub.runtime_data.bridge.devices["early99"].state == {"k0": "x" * 200}
 
 
+async def test_debug_log_never_writes_a_whole_large_payload(
+    hass: HomeAssistant,
+    hub: MockConfigEntry,
+    locker: MqttDeviceSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With debug logging on, a 15 KB payload shows as its first 200 characters and its size."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.iot_bridge")
+    big = json.dumps({"temperature": "z" * 15000})
+    await hass.async_add_executor_job(locker.publish_raw, "state", big, False)
+    await hass.async_add_executor_job(locker.publish_raw, "state", big, False)
+    await wait_for(lambda: "(again)" in caplog.text)
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("custom_components")]
+    received = [m for m in ours if m.startswith("Received") and "/state" in m]
+    assert received
+    assert all(m.endswith(f"... ({len(big)} bytes)") for m in received)
+    assert max(len(m) for m in ours) < 400
+    assert not any("z" * 250 in m for m in ours)
+
+
 # Confirmed commands --------------------------------------------------------------------
 
 
