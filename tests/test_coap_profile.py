@@ -327,6 +327,18 @@ def test_unknown_resources_show_what_they_hold() -> None:
         decode_value(resource, cbor2.dumps(b"\x00\x01"), 60)
 
 
+def test_cbor_that_json_cannot_show_is_refused() -> None:
+    """CBOR maps with binary keys (found by scripts/fuzz) and values that contain themselves
+    are refused with a ProfileError, not a TypeError or ValueError from the JSON encoder."""
+    resource = _resource(CapabilityKind.SENSOR, 0, rt=None)
+    with pytest.raises(ProfileError, match="JSON cannot show"):
+        decode_value(resource, b"\xa2\x00\x00@\x00", 60)  # {0: 0, b"": 0}
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(ProfileError, match="JSON cannot show"):
+        decode_value(resource, cbor2.dumps(cycle, value_sharing=True), 60)
+
+
 @property_settings(200)
 @given(
     payload=st.binary(max_size=300), content_format=st.sampled_from([None, 0, 42, 50, 60, 11542])
