@@ -1,16 +1,13 @@
 """Hypothesis strategies and example counts shared by the LwM2M data-layer tests.
 
-Property tests run a modest number of examples by default (the suite shares 2 cores);
-IOT_BRIDGE_FUZZ_EXAMPLES=100000 turns the same tests into a long fuzz run.
+Example counts come from tests/fuzz_settings.py (IOT_BRIDGE_FUZZ_EXAMPLES for a long run).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from custom_components.iot_bridge.core.lwm2m import (
@@ -23,17 +20,7 @@ from custom_components.iot_bridge.core.lwm2m import (
 )
 from custom_components.iot_bridge.core.lwm2m.values import INT64_MAX, INT64_MIN, UINT64_MAX
 
-_OVERRIDE = os.environ.get("IOT_BRIDGE_FUZZ_EXAMPLES")
-
-
-def property_settings(default_examples: int) -> settings:
-    """Settings for one property test: its default count unless the fuzz variable is set."""
-    return settings(
-        max_examples=int(_OVERRIDE) if _OVERRIDE else default_examples,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
+from .fuzz_settings import property_settings
 
 ROUND_TRIP = property_settings(60)
 FUZZ = property_settings(300)

@@ -10,7 +10,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from custom_components.iot_bridge.core.coap.endpoint import (
@@ -39,6 +39,8 @@ from custom_components.iot_bridge.core.coap.profile import (
 )
 from custom_components.iot_bridge.core.model import Capability, CapabilityKind
 from custom_components.iot_bridge.core.values import InvalidValue, normalize
+
+from .fuzz_settings import property_settings
 
 # What Debian's libcoap example server (coap-server-notls) lists, byte for byte.
 LIBCOAP_LINKS = (
@@ -184,7 +186,7 @@ def test_resource_count_is_bounded() -> None:
     assert description.skipped == 10
 
 
-@settings(max_examples=150, deadline=None)
+@property_settings(150)
 @given(st.binary(max_size=400))
 def test_any_bytes_parse_or_raise_profile_error(payload: bytes) -> None:
     """Hostile descriptions never raise anything but ProfileError."""
@@ -195,7 +197,7 @@ def test_any_bytes_parse_or_raise_profile_error(payload: bytes) -> None:
     assert len(description.resources) <= MAX_RESOURCES
 
 
-@settings(max_examples=80, deadline=None)
+@property_settings(80)
 @given(
     st.lists(
         st.tuples(
@@ -325,7 +327,19 @@ def test_unknown_resources_show_what_they_hold() -> None:
         decode_value(resource, cbor2.dumps(b"\x00\x01"), 60)
 
 
-@settings(max_examples=200, deadline=None)
+def test_cbor_that_json_cannot_show_is_refused() -> None:
+    """CBOR maps with binary keys (found by scripts/fuzz) and values that contain themselves
+    are refused with a ProfileError, not a TypeError or ValueError from the JSON encoder."""
+    resource = _resource(CapabilityKind.SENSOR, 0, rt=None)
+    with pytest.raises(ProfileError, match="JSON cannot show"):
+        decode_value(resource, b"\xa2\x00\x00@\x00", 60)  # {0: 0, b"": 0}
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(ProfileError, match="JSON cannot show"):
+        decode_value(resource, cbor2.dumps(cycle, value_sharing=True), 60)
+
+
+@property_settings(200)
 @given(
     payload=st.binary(max_size=300), content_format=st.sampled_from([None, 0, 42, 50, 60, 11542])
 )
@@ -366,7 +380,7 @@ COMMANDS = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@property_settings(200)
 @given(command=COMMANDS, content_format=FORMATS)
 def test_command_round_trip(
     command: tuple[CapabilityKind, str, dict[str, Any]], content_format: ContentFormat
@@ -430,7 +444,7 @@ def test_errors_reject_with_code_and_diagnostic_payload() -> None:
     assert refusal_reason(159, b"") == "4.31"
 
 
-@settings(max_examples=150, deadline=None)
+@property_settings(150)
 @given(code=st.integers(128, 191), payload=st.binary(max_size=2000))
 def test_refusal_reason_is_bounded_text(code: int, payload: bytes) -> None:
     """Any diagnostic payload becomes one bounded line of text."""
@@ -452,7 +466,7 @@ def test_invalid_value_in_answer_is_left_to_the_store() -> None:
 # Retransmission timing -----------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@property_settings(200)
 @given(st.floats(0, 600, allow_nan=False))
 def test_retransmissions_end_within_the_budget(budget: float) -> None:
     """No copy of a command leaves after its budget (the deadline, less transit)."""

@@ -29,6 +29,7 @@ from custom_components.iot_bridge.const import (
     DOMAIN,
     EVENT_COMMAND,
 )
+from custom_components.iot_bridge.core.devices import MAX_EARLY_BYTES
 from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
@@ -367,6 +368,123 @@ async def test_bad_capability_description_is_rejected(
     assert "odd1" not in hub.runtime_data.bridge.devices
 
 
+async def test_hostile_config_fields_are_logged_once_without_traceback(
+    hass: HomeAssistant,
+    hub: MockConfigEntry,
+    locker: MqttDeviceSimulator,
+    start_sim: StartSim,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A capability field of the wrong JSON type (a list as kind: unhashable) and nesting as
+    deep as 16 KiB allows are one warning per cause, without a traceback; the device keeps
+    its last good description and other devices keep working."""
+    hostile = await start_sim(DeviceModel(device_id="hostile1", name="Hostile"))
+    caplog.clear()
+    wrong_type = json.dumps(
+        {"id": "hostile1", "name": "H", "capabilities": [{"kind": ["sensor"], "key": "k"}]}
+    )
+    deep = '{"id": "hostile1", "name": "H", "capabilities": [], "x": %s}' % (
+        "[" * 8000 + "]" * 8000
+    )
+    for payload in (wrong_type, wrong_type, deep, deep):
+        await hass.async_add_executor_job(hostile.publish_raw, "config", payload, False)
+    bridge = hub.runtime_data.bridge
+    await wait_for(lambda: bridge.rejects.counts["config"] == 4, what=lambda: bridge.rejects.counts)
+    await hass.async_add_executor_job(locker.publish_state, {"temperature": 18.5})
+    await wait_for(lambda: _state(hass, "sensor.parcel_locker_temperature") == "18.5")
+
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.iot_bridge")]
+    assert [r for r in ours if r.exc_info or r.levelno >= logging.ERROR] == []
+    warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    hostile_warnings = [w for w in warnings if "hostile1" in w]
+    assert len(hostile_warnings) == 2, hostile_warnings
+    assert "unknown kind a JSON array" in hostile_warnings[0]
+    assert "nested deeper than 16 levels" in hostile_warnings[1]
+    assert all(len(w) < 300 for w in hostile_warnings)
+    assert bridge.devices["hostile1"].name == "Hostile"
+
+
+async def test_kind_change_drops_the_old_value(
+    hass: HomeAssistant, hub: MockConfigEntry, start_sim: StartSim
+) -> None:
+    """A capability re-announced with another kind starts unknown: a sensor's 1 must not
+    become a switch's "on" just because a switch would accept it."""
+    model = DeviceModel(
+        device_id="morph1",
+        name="Morph",
+        capabilities=[{"kind": "sensor", "key": "level", "name": "Level"}],
+        state={"level": 1},
+    )
+    sim = await start_sim(model)
+    await wait_for(lambda: _state(hass, "sensor.morph_level") == "1")
+    model.capabilities = [{"kind": "switch", "key": "level", "name": "Level"}]
+    await hass.async_add_executor_job(
+        sim.publish_raw, "config", json.dumps(model.config_payload()), True
+    )
+    await wait_for(lambda: hass.states.get("switch.morph_level") is not None)
+    await hass.async_block_till_done()
+    assert _state(hass, "switch.morph_level") == STATE_UNKNOWN
+    assert "level" not in hub.runtime_data.bridge.devices["morph1"].state
+    # The device's next report sets it.
+    await hass.async_add_executor_job(sim.publish_state, {"level": False})
+    await wait_for(lambda: _state(hass, "switch.morph_level") == STATE_OFF)
+
+
+async def test_early_state_is_bounded_by_bytes(
+    hass: HomeAssistant, hub: MockConfigEntry, locker: MqttDeviceSimulator
+) -> None:
+    """State for devices not announced yet is kept within 16 KiB per device and 1 MiB in all
+    (64 keys of 16 KiB each used to pass the key limit); the newest is still applied when
+    its device is announced."""
+    store = hub.runtime_data.bridge.store
+    prefix = hub.runtime_data.bridge.topics.prefix
+    client = locker._client
+    # 100 devices x 63 keys x 200 characters: about 1.3 MiB of state.
+    payload = json.dumps({f"k{i}": "x" * 200 for i in range(63)})
+    oversized = json.dumps({"big": "y" * 15000})
+
+    def publish() -> None:
+        infos = [client.publish(f"{prefix}/early{n}/state", payload, qos=1) for n in range(100)]
+        # A 64th key (within the key limit) would take this device past 16 KiB.
+        infos.append(client.publish(f"{prefix}/early99/state", oversized, qos=1))
+        for info in infos:
+            info.wait_for_publish(5)
+
+    await hass.async_add_executor_job(publish)
+    counts = hub.runtime_data.bridge.rejects.counts
+    await wait_for(lambda: counts["early_state_dropped"] >= 1, what=lambda: counts)
+    assert counts["early_state_evicted"] >= 1
+    assert 0 < store.early_bytes <= MAX_EARLY_BYTES
+    announced = json.dumps(
+        {"id": "early99", "name": "Early", "capabilities": [{"kind": "sensor", "key": "k0"}]}
+    )
+    await hass.async_add_executor_job(
+        lambda: client.publish(f"{prefix}/early99/config", announced, qos=1).wait_for_publish(5)
+    )
+    await wait_for(lambda: "early99" in hub.runtime_data.bridge.devices)
+    assert hub.runtime_data.bridge.devices["early99"].state == {"k0": "x" * 200}
+
+
+async def test_debug_log_never_writes_a_whole_large_payload(
+    hass: HomeAssistant,
+    hub: MockConfigEntry,
+    locker: MqttDeviceSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With debug logging on, a 15 KB payload shows as its first 200 characters and its size."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.iot_bridge")
+    big = json.dumps({"temperature": "z" * 15000})
+    await hass.async_add_executor_job(locker.publish_raw, "state", big, False)
+    await hass.async_add_executor_job(locker.publish_raw, "state", big, False)
+    await wait_for(lambda: "(again)" in caplog.text)
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("custom_components")]
+    received = [m for m in ours if m.startswith("Received") and "/state" in m]
+    assert received
+    assert all(m.endswith(f"... ({len(big)} bytes)") for m in received)
+    assert max(len(m) for m in ours) < 400
+    assert not any("z" * 250 in m for m in ours)
+
+
 # Confirmed commands --------------------------------------------------------------------
 
 
@@ -505,6 +623,38 @@ async def test_duplicate_and_foreign_answers_are_ignored(
     await wait_for(lambda: hub.runtime_data.bridge.rejects.counts["answer"] == 1)
     await hass.services.async_call(LOCK_DOMAIN, "lock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
     assert _state(hass, LOCK_2) == LockState.LOCKED
+
+
+async def test_bad_answers_on_the_reply_topic_are_logged_once_per_cause(
+    hass: HomeAssistant,
+    hub: MockConfigEntry,
+    locker: MqttDeviceSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every device answers on the hub's one reply topic: a good answer from one device must
+    not re-arm the warning for another's bad ones, so each cause is logged once."""
+    reply_topic = hub.runtime_data.bridge.topics.reply
+
+    async def publish_bad(payload: bytes) -> None:
+        await hass.async_add_executor_job(
+            lambda: locker._client.publish(reply_topic, payload, qos=1).wait_for_publish(2)
+        )
+
+    caplog.clear()
+    await publish_bad(b"{oops")
+    await hass.services.async_call(LOCK_DOMAIN, "unlock", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
+    assert _state(hass, LOCK_2) == LockState.UNLOCKED  # a good answer came in between
+    await publish_bad(b"{oops again")
+    await publish_bad(b'{"status": "ok"}')
+    await publish_bad(b'{"status": "ok", "reason": "no id either"}')
+    counts = hub.runtime_data.bridge.rejects.counts
+    await wait_for(lambda: counts["answer"] == 4, what=lambda: counts)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    answers = [w for w in warnings if "(reply topic)" in w]
+    assert len(answers) == 2, answers
+    assert "not valid JSON" in answers[0]
+    assert "no command id" in answers[1]
 
 
 async def _publish_answer(

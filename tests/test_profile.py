@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -264,3 +265,137 @@ def test_validate_params(
     else:
         with pytest.raises(ValueError, match=error):
             validate_params(capability, action, params)
+
+
+def _one_capability(**fields: Any) -> bytes:
+    return _config("dev", [{"kind": "number", "key": "k", **fields}])
+
+
+HOSTILE_CONFIGS: list[tuple[bytes, str]] = [
+    # Fields of the wrong JSON type: refused with a reason, not a TypeError.
+    (_config("dev", [{"kind": ["sensor"], "key": "k"}]), "unknown kind a JSON array"),
+    (_config("dev", [{"kind": {"a": 1}, "key": "k"}]), "unknown kind a JSON object"),
+    (_config("dev", [{"kind": "sensor", "key": ["k"]}]), "key a JSON array is missing"),
+    (_config("dev", [], id=["dev"]), "'id' a JSON array does not match"),
+    (_config("dev", [], name=["D"]), "'name' is required"),
+    (_config("dev", [{"kind": "sensor", "key": "k", "name": {}}]), "'name' must be a string"),
+    (_one_capability(options="eco"), "list of strings"),
+    (_one_capability(min=[0]), "'min' must be a number"),
+    # Bounds that are not finite, absurd or contradictory.
+    (
+        b'{"id":"dev","name":"D","capabilities":[{"kind":"number","key":"k","min":NaN}]}',
+        "'min' must be a finite number",
+    ),
+    (
+        b'{"id":"dev","name":"D","capabilities":[{"kind":"number","key":"k","max":Infinity}]}',
+        "'max' must be a finite number",
+    ),
+    (
+        b'{"id":"dev","name":"D","capabilities":[{"kind":"number","key":"k","step":-Infinity}]}',
+        "'step' must be a finite number",
+    ),
+    (_one_capability(max=1e300), "'max' must be a finite number"),
+    (_one_capability(max=10**400 // 10**100), "'max' must be a finite number"),
+    (_one_capability(min=5, max=1), "'min' 5 is above 'max' 1"),
+    (_one_capability(step=0), "'step' must be above 0"),
+    (_one_capability(step=-0.5), "'step' must be above 0"),
+    # confirmable is a JSON boolean, not anything truthy.
+    (_one_capability(confirmable="false"), "'confirmable' must be true or false"),
+    (_one_capability(confirmable=1), "'confirmable' must be true or false"),
+    (_one_capability(confirmable=None), "'confirmable' must be true or false"),
+    # Lengths and counts.
+    (_config("dev", [], name="D" * 129), "'name' is 129 characters long, limit is 128"),
+    (_one_capability(name="n" * 129), "'name' is 129 characters long"),
+    (_one_capability(unit="u" * 65), "'unit' is 65 characters long, limit is 64"),
+    (_one_capability(device_class="c" * 65), "'device_class' is 65 characters"),
+    (_config("dev", [], model="m" * 129), "'model' is 129 characters long"),
+    (_one_capability(options=[]), "1 to 64 strings"),
+    (_one_capability(options=[str(i) for i in range(65)]), "1 to 64 strings"),
+    (_one_capability(options=["x" * 256]), "1 to 255 characters"),
+    (_one_capability(options=[""]), "1 to 255 characters"),
+    (
+        _config("dev", [{"kind": "sensor", "key": f"k{i}"} for i in range(129)]),
+        "129 capabilities, limit is 128",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"), HOSTILE_CONFIGS, ids=[message for _, message in HOSTILE_CONFIGS]
+)
+def test_hostile_device_configs_are_profile_errors(payload: bytes, message: str) -> None:
+    """Wrong types, non-finite or absurd bounds, non-boolean flags and oversized text or
+    counts are refused with a ProfileError saying why, never another exception."""
+    with pytest.raises(ProfileError, match=message):
+        parse_device_config("dev", payload)
+
+
+def test_limits_are_inclusive() -> None:
+    """Exactly at every limit a description is still accepted."""
+    capabilities = [{"kind": "sensor", "key": f"k{i}"} for i in range(127)]
+    capabilities.append(
+        {
+            "kind": "sensor",
+            "key": "last",
+            "name": "n" * 128,
+            "unit": "u" * 64,
+            "options": ["o" * 255] + [str(i) for i in range(63)],
+        }
+    )
+    capabilities.append({"kind": "number", "key": "n", "min": -1e15, "max": 1e15, "step": 1e-9})
+    device = parse_device_config("dev", _config("dev", capabilities[1:], name="D" * 128))
+    assert device is not None
+    assert len(device.capabilities) == 128
+    assert device.name == "D" * 128
+    last = device.capabilities["last"]
+    assert last.options is not None
+    assert len(last.options) == 64
+    number = device.capabilities["n"]
+    assert (number.minimum, number.maximum, number.step) == (-1e15, 1e15, 1e-9)
+
+
+@pytest.mark.parametrize("decoder", ["config", "state", "reply"])
+def test_deep_nesting_is_a_profile_error(decoder: str) -> None:
+    """Nesting as deep as 16 KiB allows (8000 levels: enough to exhaust the stack of whatever
+    walks the value later, e.g. repr in a log line), or just past the profile's limit, is
+    refused as too deep."""
+    for depth in (8000, 16):
+        inner = "[" * depth + "]" * depth
+        payload = f'{{"id": "dev", "name": "D", "capabilities": [], "x": {inner}}}'.encode()
+        decode: Callable[[bytes], object] = {
+            "config": lambda p: parse_device_config("dev", p),
+            "state": parse_state,
+            "reply": lambda p: parse_reply(p, b"id"),
+        }[decoder]
+        with pytest.raises(ProfileError, match="nested deeper than 16 levels") as caught:
+            decode(payload)
+        assert caught.value.code == "too_deep"
+    # 15 levels inside the document's own object (16 in all): still fine.
+    assert parse_state(b'{"x": ' + b"[" * 15 + b"]" * 15 + b"}")["x"][0][0][0][0] == [
+        [[[[[[[[[[]]]]]]]]]]
+    ]
+
+
+def test_confirmable_accepts_json_booleans() -> None:
+    """true and false (and leaving it out) are what 'confirmable' takes."""
+    for value, expected in ((True, True), (False, False)):
+        device = parse_device_config("dev", _one_capability(confirmable=value))
+        assert device is not None
+        assert device.capabilities["k"].confirmable is expected
+    device = parse_device_config("dev", _one_capability())
+    assert device is not None
+    assert device.capabilities["k"].confirmable is False
+
+
+def test_hostile_replies_and_availability() -> None:
+    """Long reasons are cut, not refused; wrong types and oversized ids are refused."""
+    reply = parse_reply(b'{"id": "a", "status": "error", "reason": "' + b"r" * 5000 + b'"}', None)
+    assert reply.reason == "r" * 255
+    with pytest.raises(ProfileError, match="'reason' must be a string"):
+        parse_reply(b'{"id": "a", "status": "error", "reason": {"x": 1}}', None)
+    with pytest.raises(ProfileError, match="status must be 'ok' or 'error', got a JSON array"):
+        parse_reply(b'{"id": "a", "status": ["ok"]}', None)
+    with pytest.raises(ProfileError, match="limit is 64"):
+        parse_reply(b'{"status": "ok"}', b"i" * 65)
+    with pytest.raises(ProfileError, match="'online' or 'offline'"):
+        parse_availability(b"online" + b" " * 100)

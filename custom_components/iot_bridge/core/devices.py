@@ -25,6 +25,10 @@ _MISSING: Final = object()
 # grow Home Assistant's memory by inventing device ids.
 MAX_EARLY_DEVICES: Final = 256
 MAX_EARLY_KEYS: Final = 64
+# ... and at most this much data, per device and in all (values are counted by their size
+# as JSON would spell them, roughly): keys alone would let 64 values of 16 KiB each through.
+MAX_EARLY_DEVICE_BYTES: Final = 16 * 1024
+MAX_EARLY_BYTES: Final = 1024 * 1024
 # (device, cause) pairs remembered so each problem is logged once, not per message.
 _MAX_WARNED: Final = 4096
 _WARNINGS_PER_WINDOW: Final = 10
@@ -43,6 +47,8 @@ _EXPECTED_STATE: Final[dict[tuple[CapabilityKind, str], Any]] = {
 class RejectLog:
     """Logs a rejected input once per device and cause until that input is good again.
 
+    A cause may come in variants (why a payload was refused): each variant is logged once.
+
     A flood from many senders (random device ids, new source ports) is still bounded: per
     cause at most _WARNINGS_PER_WINDOW warnings per window, then one line saying how many
     more were only counted.
@@ -54,18 +60,23 @@ class RejectLog:
         self.counts: Counter[str] = Counter()
         self._logger = logger
         self._clock = clock
-        self._warned: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # (device, cause) -> variants already logged
+        self._warned: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
         # cause -> (window start, warnings in it, warnings held back)
         self._windows: dict[str, tuple[float, int, int]] = {}
 
-    def reject(self, device_id: str, cause: str, message: str) -> None:
-        """Count a rejection; warn the first time for this device and cause."""
+    def reject(self, device_id: str, cause: str, message: str, variant: str = "") -> None:
+        """Count a rejection; warn the first time for this device, cause and variant."""
         self.counts[cause] += 1
         key = (device_id, cause)
-        if key in self._warned:
+        variants = self._warned.get(key)
+        if variants is not None and variant in variants:
             self._logger.debug("%s (again)", message)
             return
-        self._warned[key] = None
+        if variants is None:
+            self._warned[key] = {variant}
+        else:
+            variants.add(variant)
         while len(self._warned) > _MAX_WARNED:
             self._warned.popitem(last=False)
         if self._allowed(cause):
@@ -115,7 +126,9 @@ class DeviceStore:
         self.devices: dict[str, Device] = {}
         self.rejects = rejects or RejectLog()
         self._listener = listener
-        self._early_state: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # device id -> key -> (value, its approximate size in bytes)
+        self._early_state: OrderedDict[str, dict[str, tuple[Any, int]]] = OrderedDict()
+        self._early_bytes = 0
         self._early_availability: OrderedDict[str, bool] = OrderedDict()
 
     def get(self, device_id: str) -> Device | None:
@@ -129,28 +142,39 @@ class DeviceStore:
         previous = self.devices.get(device.device_id)
         if previous is not None:
             device.available = previous.available
-            self._carry_over(device, previous.state)
-        self._carry_over(device, self._early_state.pop(device.device_id, {}))
+            self._carry_over(device, previous.state, previous.capabilities)
+        early = self._early_state.pop(device.device_id, {})
+        self._early_bytes -= sum(size for _, size in early.values())
+        self._carry_over(device, {key: value for key, (value, _) in early.items()})
         early_available = self._early_availability.pop(device.device_id, None)
         if early_available is not None:
             device.available = early_available
         self.devices[device.device_id] = device
         self._listener.device_discovered(device, previous)
 
-    def _carry_over(self, device: Device, values: Mapping[str, Any]) -> None:
-        """Keep values the new description can still hold (a kind change drops them)."""
+    def _carry_over(
+        self,
+        device: Device,
+        values: Mapping[str, Any],
+        old_capabilities: Mapping[str, Capability] | None = None,
+    ) -> None:
+        """Keep values the new description can still hold; a kind change drops them."""
         for key, value in values.items():
             capability = device.capabilities.get(key)
             if capability is None:
                 continue
+            old = old_capabilities.get(key) if old_capabilities is not None else None
+            if old is not None and old.kind is not capability.kind:
+                # A sensor's 1 is not a switch's "on": unknown until the device reports.
+                continue
             try:
                 device.state[key] = normalize(capability, value)
             except InvalidValue:
-                continue  # e.g. a sensor that became a lock: its reading means nothing now
+                continue  # e.g. a number whose new range leaves the old value out
 
     def remove(self, device_id: str) -> bool:
         """The device is gone; True if it was known."""
-        self._early_state.pop(device_id, None)
+        self._drop_early(device_id)
         self._early_availability.pop(device_id, None)
         if self.devices.pop(device_id, None) is None:
             return False
@@ -160,7 +184,7 @@ class DeviceStore:
     def forget(self, device_id: str) -> None:
         """Drop a device without telling the listener (the user removed it already)."""
         self.devices.pop(device_id, None)
-        self._early_state.pop(device_id, None)
+        self._drop_early(device_id)
         self._early_availability.pop(device_id, None)
 
     # -- state ------------------------------------------------------------------------------
@@ -236,14 +260,61 @@ class DeviceStore:
         if value is not None:
             self.apply_state(device.device_id, {command.capability: value})
 
+    @property
+    def early_bytes(self) -> int:
+        """Approximate size of the state kept for devices not described yet."""
+        return self._early_bytes
+
     def _remember_early(self, device_id: str, values: Mapping[str, Any]) -> None:
         early = self._early_state.pop(device_id, {})
+        device_bytes = sum(size for _, size in early.values())
         for key, value in values.items():
-            if key in early or len(early) < MAX_EARLY_KEYS:
-                early[key] = value
+            if key not in early and len(early) >= MAX_EARLY_KEYS:
+                self.rejects.counts["early_state_dropped"] += 1
+                continue
+            old_size = early[key][1] if key in early else 0
+            size = approximate_size(key) + approximate_size(value, MAX_EARLY_DEVICE_BYTES)
+            if device_bytes - old_size + size > MAX_EARLY_DEVICE_BYTES:
+                self.rejects.counts["early_state_dropped"] += 1
+                continue
+            early[key] = (value, size)
+            device_bytes += size - old_size
+            self._early_bytes += size - old_size
         self._early_state[device_id] = early
-        if _trim(self._early_state, MAX_EARLY_DEVICES):
+        evicted = False
+        while len(self._early_state) > MAX_EARLY_DEVICES or self._early_bytes > MAX_EARLY_BYTES:
+            self._drop_early(next(iter(self._early_state)))
+            evicted = True
+        if evicted:
             self.rejects.counts["early_state_evicted"] += 1
+
+    def _drop_early(self, device_id: str) -> None:
+        early = self._early_state.pop(device_id, None)
+        if early is not None:
+            self._early_bytes -= sum(size for _, size in early.values())
+
+
+def approximate_size(value: Any, limit: int = MAX_EARLY_BYTES) -> int:
+    """Roughly how many bytes a value takes when spelled as JSON; stops counting at limit.
+
+    Walked without recursion: a deeply nested value cannot exhaust the stack.
+    """
+    total = 0
+    pending = [value]
+    while pending and total <= limit:
+        item = pending.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2
+            pending.extend(item)
+        else:
+            total += 8  # numbers, booleans, null and other scalars
+    return total
 
 
 def _trim(store: OrderedDict[str, Any], limit: int) -> bool:

@@ -489,7 +489,12 @@ def decode_value(resource: Resource, payload: bytes, content_format: int | None)
 def _shown(data: Any) -> Any:
     """A resource of unknown type shows what it holds; long text is cut, not refused."""
     if isinstance(data, dict | list):
-        data = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=repr)
+        try:
+            data = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=repr)
+        except (TypeError, ValueError, RecursionError):
+            # CBOR can hold what JSON cannot spell: map keys that are not text, shared
+            # values that contain themselves.
+            raise ProfileError("a value JSON cannot show (non-text keys or a cycle)") from None
     if isinstance(data, str) and len(data) > MAX_TEXT_SHOWN:
         return data[: MAX_TEXT_SHOWN - 1] + "…"
     if isinstance(data, bytes):

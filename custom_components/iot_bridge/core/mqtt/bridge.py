@@ -214,9 +214,10 @@ class MqttBridge:
         try:
             reply = parse_reply(_payload(message), correlation)
         except ProfileError as err:
+            # Every device answers on this topic: one device's good answer says nothing
+            # about another's bad ones, so each cause is logged once for the hub's lifetime.
             self._drop(_REPLY_SOURCE, "answer", err)
             return
-        self.rejects.accept(_REPLY_SOURCE, "answer")
         self.engine.handle_reply(reply)
 
     def _device_id(self, message: aiomqtt.Message) -> str | None:
@@ -227,8 +228,10 @@ class MqttBridge:
         return device_id
 
     def _drop(self, device_id: str, what: str, err: ProfileError) -> None:
-        """Log a bad payload once per device and topic until a good one arrives."""
-        self.rejects.reject(device_id, what, f"Dropped {what} of device {device_id}: {err}")
+        """Log a bad payload once per device, topic and cause until a good one arrives."""
+        self.rejects.reject(
+            device_id, what, f"Dropped {what} of device {device_id}: {err}", variant=err.code
+        )
 
     # Outbound --------------------------------------------------------------
 
