@@ -22,7 +22,7 @@ from custom_components.iot_bridge.core.coap.profile import (
 )
 from custom_components.iot_bridge.core.coap.scan import MAX_ANSWERS, _Collector
 
-from .lwm2m_support import property_settings
+from .fuzz_settings import property_settings
 
 FUZZ = property_settings(300)
 TOKEN = b"\x01\x02\x03\x04"
