@@ -261,6 +261,8 @@ async def test_update_on_schedule_and_deregister_on_stop(server: SimServer) -> N
     await client.start()
     mark = server.mark()
     await server.wait("updated", "locker9", after=mark, timeout=3)  # at 0.8 s
+    # The server has the Update before the client has its answer: wait for the client too.
+    await _wait_for(lambda: any(e.operation == "update" for e in client.registrations))
     update = next(e for e in client.registrations if e.operation == "update")
     assert (update.code, update.payload, update.query) == ("2.04", b"", ())  # nothing changed
     await client.stop()
