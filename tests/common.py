@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import (  # type: ignore[import-untyped]
     MockConfigEntry,
@@ -21,6 +21,7 @@ from custom_components.iot_bridge.const import (
     CONF_PROTOCOL,
     CONF_TLS,
     DOMAIN,
+    EVENT_COMMAND,
     PROTOCOL_MQTT,
 )
 
@@ -111,3 +112,15 @@ async def remove_device(client: Any, device_id: str, entry_id: str) -> Any:
     if len(inspect.signature(client.remove_device).parameters) == 2:
         return await client.remove_device(device_id, entry_id)
     return await client.remove_device(device_id)
+
+
+def record_command_events(hass: HomeAssistant) -> list[dict[str, Any]]:
+    """Every `iot_bridge_command` event from now on, as plain dicts, in order."""
+    events: list[dict[str, Any]] = []
+
+    @callback
+    def record(event: Event) -> None:
+        events.append(dict(event.data))
+
+    hass.bus.async_listen(EVENT_COMMAND, record)
+    return events

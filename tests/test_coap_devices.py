@@ -24,14 +24,14 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
-from custom_components.iot_bridge.const import DOMAIN, EVENT_COMMAND
+from custom_components.iot_bridge.const import DOMAIN
 from custom_components.iot_bridge.core.coap.bridge import CoapBridge
 from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.coap import CoapDeviceSimulator
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 
 from .coap_peers import StartSim, coap_entry, restartable_udp_port, start_coap_sim
-from .common import registry_device, remove_device, setup_entry, wait_for
+from .common import record_command_events, registry_device, remove_device, setup_entry, wait_for
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -59,17 +59,6 @@ def _record_states(hass: HomeAssistant, entity_id: str) -> list[str]:
 
     hass.bus.async_listen("state_changed", record)
     return states
-
-
-def _record_commands(hass: HomeAssistant) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-
-    @callback
-    def record(event: Event) -> None:
-        events.append(dict(event.data))
-
-    hass.bus.async_listen(EVENT_COMMAND, record)
-    return events
 
 
 async def _hub(hass: HomeAssistant, sim: CoapDeviceSimulator, **options: Any) -> MockConfigEntry:
@@ -234,7 +223,7 @@ async def test_confirmed_open(
 ) -> None:
     """lock.open shows opening, then open only on the device's 2.04; the door follows."""
     states = _record_states(hass, LOCK_2)
-    events = _record_commands(hass)
+    events = record_command_events(hass)
     await _open(hass)
     assert states[:2] == [LockState.OPENING, LockState.OPEN]
     await wait_for(lambda: _state(hass, DOOR_2) == STATE_ON, what="door notification")
@@ -295,7 +284,7 @@ async def test_refused(
 ) -> None:
     """4.03 with a diagnostic payload: rejected, the reason shown, the lock unchanged."""
     locker.behaviour = Behaviour(refuse="door blocked")
-    events = _record_commands(hass)
+    events = record_command_events(hass)
     with pytest.raises(HomeAssistantError, match=r"door blocked \(4\.03 Forbidden\)"):
         await _open(hass)
     assert _state(hass, LOCK_2) == LockState.LOCKED
@@ -319,7 +308,7 @@ async def test_silent_device_times_out_and_retries_act_once(
 ) -> None:
     """ACKed but never answered: each retry is a new request with the same id, done once."""
     locker.behaviour = Behaviour(silent=True)
-    events = _record_commands(hass)
+    events = record_command_events(hass)
     started = time.monotonic()
     with pytest.raises(HomeAssistantError, match="did not confirm"):
         await _open(hass)
@@ -340,7 +329,7 @@ async def test_late_answer_is_ignored(
 ) -> None:
     """An answer after the deadline does not confirm anything."""
     locker.behaviour = Behaviour(answer_delay=3.0)
-    events = _record_commands(hass)
+    events = record_command_events(hass)
     with pytest.raises(HomeAssistantError, match="did not confirm"):
         await _open(hass)
     assert events[0]["outcome"] == "timeout"
@@ -373,7 +362,7 @@ async def test_lost_request_is_retransmitted_and_done_once(
 ) -> None:
     """The first datagram is lost: CoAP sends the same message again; the door opens once."""
     locker.behaviour = Behaviour(drop_first=1)
-    events = _record_commands(hass)
+    events = record_command_events(hass)
     await _open(hass)
     assert _state(hass, LOCK_2) == LockState.OPEN
     puts = [r for r in locker.received if r.method == "PUT"]

@@ -27,14 +27,20 @@ from custom_components.iot_bridge.const import (
     CONF_DEADLINE,
     CONF_RETRIES,
     DOMAIN,
-    EVENT_COMMAND,
 )
 from custom_components.iot_bridge.core.devices import MAX_EARLY_BYTES
 from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
-from .common import mqtt_entry, registry_device, remove_device, setup_entry, wait_for
+from .common import (
+    mqtt_entry,
+    record_command_events,
+    registry_device,
+    remove_device,
+    setup_entry,
+    wait_for,
+)
 from .mosquitto import Broker
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -130,17 +136,6 @@ async def locker(
 def _state(hass: HomeAssistant, entity_id: str) -> str | None:
     state = hass.states.get(entity_id)
     return None if state is None else state.state
-
-
-def _record_events(hass: HomeAssistant) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-
-    @callback
-    def record(event: Event) -> None:
-        events.append(dict(event.data))
-
-    hass.bus.async_listen(EVENT_COMMAND, record)
-    return events
 
 
 def _record_lock_states(hass: HomeAssistant, entity_id: str) -> list[str]:
@@ -491,7 +486,7 @@ async def test_debug_log_never_writes_a_whole_large_payload(
 async def test_lock_open_confirmed(hass: HomeAssistant, locker: MqttDeviceSimulator) -> None:
     """Opening shows 'opening' while in flight and 'open' only after the device confirms."""
     states = _record_lock_states(hass, LOCK_2)
-    events = _record_events(hass)
+    events = record_command_events(hass)
     await hass.services.async_call(LOCK_DOMAIN, "open", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
     assert states[:2] == [LockState.OPENING, LockState.OPEN]
     assert _state(hass, LOCK_2) == LockState.OPEN
@@ -732,7 +727,7 @@ async def test_optimistic_and_confirmed_platforms(
     """Non-confirmable light and switch are assumed; the confirmable button waits."""
     sim = await start_sim(gadget())
     await wait_for(lambda: hass.states.get("light.gadget_lamp") is not None)
-    events = _record_events(hass)
+    events = record_command_events(hass)
     lamp = hass.states.get("light.gadget_lamp")
     assert lamp.attributes.get("assumed_state") is True
     # Not answering shows the optimistic path (an answer, when one comes, is used).

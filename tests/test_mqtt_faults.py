@@ -19,16 +19,16 @@ import pytest
 from homeassistant.components.lock import DOMAIN as LOCK_DOMAIN
 from homeassistant.components.lock.const import LockState
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON, STATE_UNKNOWN
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.iot_bridge.const import CONF_DEADLINE, CONF_RETRIES, DOMAIN, EVENT_COMMAND
+from custom_components.iot_bridge.const import CONF_DEADLINE, CONF_RETRIES, DOMAIN
 from iot_bridge_sim.devices import parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
-from .common import mqtt_entry, registry_device, setup_entry, wait_for
+from .common import mqtt_entry, record_command_events, registry_device, setup_entry, wait_for
 from .mosquitto import Broker
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -215,17 +215,6 @@ async def test_command_while_broker_down_fails_on_every_path(
 # Reconnects: a command whose deadline outlasts the outage is confirmed, carried out once ---
 
 
-def _record_outcomes(hass: HomeAssistant) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-
-    @callback
-    def record(event: Event) -> None:
-        events.append(dict(event.data))
-
-    hass.bus.async_listen(EVENT_COMMAND, record)
-    return events
-
-
 def _open(hass: HomeAssistant) -> Any:
     return hass.async_create_task(
         hass.services.async_call(LOCK_DOMAIN, "open", {ATTR_ENTITY_ID: LOCK_2}, blocking=True)
@@ -275,7 +264,7 @@ async def test_broker_restart_mid_command_is_confirmed_after_reconnect(
     """
     entry = await _setup_hub(hass, own_broker, prefix, **{CONF_DEADLINE: 8.0, CONF_RETRIES: 0})
     await _start_silent(hass, locker)
-    outcomes = _record_outcomes(hass)
+    outcomes = record_command_events(hass)
     task = _open(hass)
     await _acted_unanswered(entry, locker)
 
@@ -295,7 +284,7 @@ async def test_device_back_online_resends_pending_command(
     sends the pending command again at once; the hub's own link never dropped."""
     entry = await _setup_hub(hass, own_broker, prefix, **{CONF_DEADLINE: 8.0, CONF_RETRIES: 0})
     await _start_silent(hass, locker)
-    outcomes = _record_outcomes(hass)
+    outcomes = record_command_events(hass)
     task = _open(hass)
     await _acted_unanswered(entry, locker)
     reconnects = entry.runtime_data.bridge.connection.reconnects
@@ -325,7 +314,7 @@ async def test_link_lost_while_waiting_for_puback_does_not_block_resend(
     entry = await _setup_hub(hass, own_broker, prefix, **{CONF_DEADLINE: 6.0, CONF_RETRIES: 0})
     await hass.async_add_executor_job(locker.start)
     await wait_for(lambda: _state(hass, LOCK_2) == LockState.LOCKED, what="locker entities")
-    outcomes = _record_outcomes(hass)
+    outcomes = record_command_events(hass)
 
     await hass.async_add_executor_job(own_broker.pause)
     task = _open(hass)
