@@ -32,12 +32,10 @@ import pytest
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import (  # type: ignore[import-untyped]
-    MockConfigEntry,
-)
 
 from custom_components.iot_bridge.const import DOMAIN
 from iot_bridge_sim.broker import Broker
+from tests.common import setup_ha_mqtt as start_ha_mqtt
 
 from .common import (
     Peer,
@@ -45,7 +43,6 @@ from .common import (
     machine,
     markdown_table,
     profiled,
-    require,
     setup_hub,
     start_broker,
     wait_until,
@@ -156,14 +153,7 @@ async def setup_iot_bridge(hass: HomeAssistant, broker: Broker, plan: FloodPlan)
 
 
 async def setup_ha_mqtt(hass: HomeAssistant, broker: Broker, plan: FloodPlan) -> list[str]:
-    entry = MockConfigEntry(
-        domain="mqtt",
-        data={"broker": broker.host, "port": broker.port, "discovery": True, "protocol": "5"},
-    )
-    entry.add_to_hass(hass)
-    # Its set-up reads configuration.yaml, which the test config directory does not have.
-    with patch("homeassistant.config.load_yaml_config_file", return_value={}):
-        require(await hass.config_entries.async_setup(entry.entry_id), "mqtt did not load")
+    await start_ha_mqtt(hass, broker)
     await hass.async_block_till_done()
     return await entity_ids(hass, "mqtt", [plan.ha_unique_id(key) for key in plan.keys])
 

@@ -34,7 +34,6 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
-from unittest.mock import patch
 
 import pytest
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
@@ -44,7 +43,7 @@ from pytest_homeassistant_custom_component.common import (  # type: ignore[impor
 )
 
 from iot_bridge_sim.broker import Broker
-from tests.common import mqtt_entry
+from tests.common import mqtt_entry, setup_ha_mqtt
 
 from .common import Peer, header, machine, markdown_table, profiled, require, start_broker
 from .peers import FleetPlan, Style
@@ -172,18 +171,6 @@ async def setup_iot_bridge(hass: HomeAssistant, broker: Broker) -> MockConfigEnt
     entry = mqtt_entry(broker, client_id="bench-hub", prefix=PREFIXES["iot_bridge"])
     entry.add_to_hass(hass)
     require(await hass.config_entries.async_setup(entry.entry_id), "IoT Bridge did not load")
-    return entry
-
-
-async def setup_ha_mqtt(hass: HomeAssistant, broker: Broker) -> MockConfigEntry:
-    entry = MockConfigEntry(
-        domain="mqtt",
-        data={"broker": broker.host, "port": broker.port, "discovery": True, "protocol": "5"},
-    )
-    entry.add_to_hass(hass)
-    # Its set-up reads configuration.yaml, which the test config directory does not have.
-    with patch("homeassistant.config.load_yaml_config_file", return_value={}):
-        require(await hass.config_entries.async_setup(entry.entry_id), "mqtt did not load")
     return entry
 
 

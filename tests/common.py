@@ -6,6 +6,7 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any
+from unittest.mock import patch
 
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import Event, HomeAssistant, callback
@@ -74,6 +75,19 @@ async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def setup_ha_mqtt(hass: HomeAssistant, broker: Broker) -> MockConfigEntry:
+    """Home Assistant's own MQTT integration, set up against a test broker (MQTT 5)."""
+    entry = MockConfigEntry(
+        domain="mqtt",
+        data={"broker": broker.host, "port": broker.port, "discovery": True, "protocol": "5"},
+    )
+    entry.add_to_hass(hass)
+    # Its set-up reads configuration.yaml, which the test config directory does not have.
+    with patch("homeassistant.config.load_yaml_config_file", return_value={}):
+        assert await hass.config_entries.async_setup(entry.entry_id), "mqtt did not load"
+    return entry
 
 
 async def wait_for(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -12,6 +14,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.iot_bridge.compat import MqttServiceInfo
 from custom_components.iot_bridge.const import (
     CONF_AUTO_DISCOVERY,
     CONF_CA_FILE,
@@ -23,8 +26,10 @@ from custom_components.iot_bridge.const import (
     CONF_TLS,
     DOMAIN,
 )
+from iot_bridge_sim.devices import parcel_locker
+from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
-from .common import mqtt_entry, setup_entry
+from .common import mqtt_entry, setup_entry, setup_ha_mqtt, wait_for
 from .conftest import BROKER_PASSWORD, BROKER_USER
 from .mosquitto import Broker, free_port
 
@@ -271,3 +276,172 @@ async def test_tls_with_ca_file(hass: HomeAssistant, tls_broker: Broker) -> None
     assert entry.state is config_entries.ConfigEntryState.LOADED
     assert entry.runtime_data.connected
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# -- zero-configuration: an IoT Bridge device on Home Assistant's own MQTT broker ------------
+
+ANNOUNCEMENT = json.dumps(
+    {"id": "locker7", "name": "Parcel locker 7", "capabilities": [{"kind": "lock", "key": "d1"}]}
+)
+
+
+def _ha_mqtt_entry(hass: HomeAssistant, port: int) -> None:
+    MockConfigEntry(
+        domain="mqtt", data={"broker": "127.0.0.1", CONF_PORT: port, CONF_USERNAME: ""}
+    ).add_to_hass(hass)
+
+
+def _announcement(
+    payload: str = ANNOUNCEMENT, topic: str = "iot_bridge/locker7/config"
+) -> MqttServiceInfo:
+    return MqttServiceInfo(
+        topic=topic,
+        payload=payload,
+        qos=1,
+        retain=True,
+        subscribed_topic="iot_bridge/+/config",
+        timestamp=time.time(),
+    )
+
+
+async def _discover(hass: HomeAssistant, info: MqttServiceInfo) -> dict[str, Any]:
+    return dict(
+        await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": config_entries.SOURCE_MQTT}, data=info
+        )
+    )
+
+
+async def test_mqtt_discovery_offers_hub_for_home_assistants_broker(
+    hass: HomeAssistant, mqtt_broker: Broker
+) -> None:
+    """An announcement offers one hub, pre-filled from HA's MQTT entry; confirming tests it."""
+    _ha_mqtt_entry(hass, mqtt_broker.port)
+    # A hub on another broker does not count.
+    mqtt_entry(mqtt_broker, client_id="elsewhere", port=free_port()).add_to_hass(hass)
+    result = await _discover(hass, _announcement())
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "mqtt_confirm"
+    assert result["description_placeholders"] == {
+        "name": "Parcel locker 7",
+        "broker": f"127.0.0.1:{mqtt_broker.port}",
+    }
+    # A second device on the same broker joins the offer instead of making another.
+    second = await _discover(
+        hass, _announcement(ANNOUNCEMENT.replace("locker7", "locker8"), "iot_bridge/locker8/config")
+    )
+    assert second["type"] is FlowResultType.ABORT
+    assert second["reason"] == "already_in_progress"
+
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"MQTT 127.0.0.1:{mqtt_broker.port}"
+    data = result["data"]
+    assert data[CONF_PROTOCOL] == "mqtt"
+    assert (data[CONF_HOST], data[CONF_PORT]) == ("127.0.0.1", mqtt_broker.port)
+    assert data[CONF_CLIENT_ID].startswith("iot-bridge-")
+    assert data[CONF_DISCOVERY_PREFIX] == "iot_bridge"
+    assert data[CONF_TLS] is False
+    entry = result["result"]
+    await hass.async_block_till_done()
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+
+    # Once the broker has a hub, further announcements offer nothing.
+    again = await _discover(hass, _announcement())
+    assert again["type"] is FlowResultType.ABORT
+    assert again["reason"] == "already_configured"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_mqtt_discovery_aborts_when_broker_has_a_hub(
+    hass: HomeAssistant, mqtt_broker: Broker
+) -> None:
+    """A hub on that broker under another client id stops the offer."""
+    _ha_mqtt_entry(hass, mqtt_broker.port)
+    mqtt_entry(mqtt_broker, client_id="somebody-else").add_to_hass(hass)
+    result = await _discover(hass, _announcement())
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_mqtt_discovery_without_home_assistant_mqtt(hass: HomeAssistant) -> None:
+    """No MQTT entry of Home Assistant's own: nothing to pre-fill, no offer."""
+    result = await _discover(hass, _announcement())
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "mqtt_not_configured"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "logged"),
+    [
+        ("iot_bridge/locker7/config", "{not json", "locker7/config"),
+        ("iot_bridge/other/config", ANNOUNCEMENT, "does not match"),
+        ("iot_bridge/bad id!/config", ANNOUNCEMENT, "does not name a device"),
+        ("iot_bridge/locker7/config", "", None),  # a device cleared its announcement
+    ],
+)
+async def test_mqtt_discovery_rejects_bad_announcements(
+    hass: HomeAssistant,
+    mqtt_broker: Broker,
+    caplog: pytest.LogCaptureFixture,
+    topic: str,
+    payload: str,
+    logged: str | None,
+) -> None:
+    """Bad announcements get one log line and no offer; an empty one is silently no offer."""
+    _ha_mqtt_entry(hass, mqtt_broker.port)
+    result = await _discover(hass, _announcement(payload, topic))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "invalid_discovery_info"
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("custom_components")]
+    if logged is None:
+        assert not lines
+    else:
+        assert len(lines) == 1, lines
+        assert logged in lines[0]
+    assert not hass.config_entries.async_entries(DOMAIN)
+
+
+async def test_mqtt_discovery_unreachable_broker_opens_the_form(
+    hass: HomeAssistant, mqtt_broker: Broker
+) -> None:
+    """HA's broker settings fail the test: the full form, pre-filled, lets the user fix them."""
+    _ha_mqtt_entry(hass, free_port())
+    result = await _discover(hass, _announcement())
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "mqtt_broker"
+    assert result["errors"] == {"base": "cannot_connect"}
+    form = {str(key): key.default() for key in result["data_schema"].schema}
+    assert form[CONF_HOST] == "127.0.0.1"
+    form[CONF_PORT] = mqtt_broker.port
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_PORT] == mqtt_broker.port
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_mqtt_discovery_through_home_assistants_mqtt(
+    hass: HomeAssistant, own_broker: Broker
+) -> None:
+    """End to end: a simulated locker's retained announcement on a real broker reaches
+    Home Assistant's MQTT integration, which offers IoT Bridge (the manifest's mqtt topic)."""
+    locker = MqttDeviceSimulator(parcel_locker(), port=own_broker.port, prefix="iot_bridge")
+    await hass.async_add_executor_job(locker.start)
+    try:
+        await setup_ha_mqtt(hass, own_broker)
+
+        def offers() -> list[Any]:
+            return [
+                flow
+                for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+                if flow["context"]["source"] == config_entries.SOURCE_MQTT
+            ]
+
+        await wait_for(lambda: len(offers()) == 1, timeout=15, what="IoT Bridge offered")
+        flow = offers()[0]
+        assert flow["step_id"] == "mqtt_confirm"
+        assert flow["context"]["title_placeholders"]["name"] == "Parcel locker"
+    finally:
+        await hass.async_add_executor_job(locker.stop)

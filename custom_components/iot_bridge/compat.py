@@ -55,17 +55,20 @@ except ImportError:  # pragma: no cover - Home Assistant 2025.4
     from homeassistant.components.switch import (  # type: ignore[no-redef, attr-defined, unused-ignore]
         SwitchDeviceClass,
     )
+# MQTT discovery data: its home in helpers since 2025.1 (the mqtt package's alias is deprecated).
 # The tracker entity's module moved (config_entry is a deprecated alias since 2026); the
 # package re-exports it on every supported version, without declaring it for type checkers.
 from homeassistant.components.device_tracker import (  # type: ignore[attr-defined, unused-ignore]
     TrackerEntity,
 )
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
 __all__ = [
     "ATTR_BRIGHTNESS",
     "BinarySensorDeviceClass",
     "ButtonDeviceClass",
     "LockEntityFeature",
+    "MqttServiceInfo",
     "SwitchDeviceClass",
     "TrackerEntity",
     "vol",

@@ -28,7 +28,7 @@ from homeassistant.helpers.selector import (
 )
 
 from .bridges import mqtt_settings_from
-from .compat import vol
+from .compat import MqttServiceInfo, vol
 from .const import (
     ADMISSION_ACCEPT_ALL,
     ADMISSION_ASK,
@@ -66,7 +66,9 @@ from .const import (
 from .core.bridge import BridgeStartError
 from .core.coap.probe import DeviceUnreachable, NothingUsable, ProbeResult, probe
 from .core.lwm2m.server import check_port_free
+from .core.model import Device
 from .core.mqtt.connection import MqttAuthError, MqttConnectError, MqttConnection
+from .core.mqtt.profile import ProfileError, Topics, parse_device_config
 from .hub import pending_device_unique_id
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -154,6 +156,28 @@ async def _probe_coap(host: str, port: int) -> tuple[ProbeResult | None, str | N
         return None, "unknown", ""
 
 
+def _announced_device(info: MqttServiceInfo) -> Device | None:
+    """The device in a discovery message Home Assistant's MQTT integration passed on."""
+    prefix = info.subscribed_topic.removesuffix("/+/config")
+    device_id = Topics(prefix, "").device_id_of(info.topic)
+    payload = info.payload.encode() if isinstance(info.payload, str) else bytes(info.payload)
+    try:
+        if device_id is None:
+            raise ProfileError("the topic does not name a device")
+        return parse_device_config(device_id, payload)
+    except ProfileError as err:
+        LOGGER.warning("Not offering IoT Bridge for the announcement on %s: %s", info.topic, err)
+        return None
+
+
+def _same_broker(data: Mapping[str, Any], host: str, port: int) -> bool:
+    return (
+        data.get(CONF_PROTOCOL, PROTOCOL_MQTT) == PROTOCOL_MQTT
+        and str(data.get(CONF_HOST, "")).lower() == host.lower()
+        and data.get(CONF_PORT) == port
+    )
+
+
 async def _test_connection(data: Mapping[str, Any]) -> str | None:
     """Connect once; return an error key for the form, or None on success."""
     try:
@@ -174,6 +198,7 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
     VERSION = 1
     _discovered: ProbeResult | None = None
     _pending: tuple[str, str] | None = None
+    _broker: dict[str, Any] | None = None
 
     @staticmethod
     @callback
@@ -330,7 +355,9 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
                     title=f"MQTT {data[CONF_HOST]}:{data[CONF_PORT]}", data=data
                 )
             errors["base"] = error
-        defaults = user_input or await self._mqtt_defaults()
+        return self._broker_form(user_input or await self._mqtt_defaults(), errors)
+
+    def _broker_form(self, defaults: Mapping[str, Any], errors: dict[str, str]) -> ConfigFlowResult:
         schema = {
             **_connection_schema(defaults),
             vol.Required(CONF_CLIENT_ID, default=defaults[CONF_CLIENT_ID]): str,
@@ -341,6 +368,52 @@ class IotBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
         }
         return self.async_show_form(
             step_id="mqtt_broker", data_schema=vol.Schema(schema), errors=errors
+        )
+
+    async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
+        """A device announced itself on the broker of Home Assistant's MQTT integration."""
+        if not self.hass.config_entries.async_entries("mqtt"):
+            return self.async_abort(reason="mqtt_not_configured")
+        device = _announced_device(discovery_info)
+        if device is None:
+            return self.async_abort(reason="invalid_discovery_info")
+        defaults = await self._mqtt_defaults()
+        host, port = defaults[CONF_HOST], defaults[CONF_PORT]
+        for entry in self._async_current_entries(include_ignore=False):
+            if _same_broker(entry.data, host, port):
+                return self.async_abort(reason="already_configured")
+        data = {
+            CONF_PROTOCOL: PROTOCOL_MQTT,
+            CONF_TLS: False,
+            CONF_CA_FILE: "",
+            **defaults,
+            CONF_DISCOVERY_PREFIX: discovery_info.subscribed_topic.removesuffix("/+/config"),
+        }
+        # The id the entry will have: a second announcing device joins this flow, not a new one.
+        await self.async_set_unique_id(_unique_id(data))
+        self._abort_if_unique_id_configured()
+        self._broker = data
+        self.context["title_placeholders"] = {"name": device.name, "host": f"{host}:{port}"}
+        return await self.async_step_mqtt_confirm()
+
+    async def async_step_mqtt_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Confirm the hub for Home Assistant's broker; a failed test opens the full form."""
+        data = self._broker
+        assert data is not None
+        broker = f"{data[CONF_HOST]}:{data[CONF_PORT]}"
+        if user_input is not None:
+            if (error := await _test_connection(data)) is None:
+                return self.async_create_entry(title=f"MQTT {broker}", data=data)
+            return self._broker_form(data, {"base": error})
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="mqtt_confirm",
+            description_placeholders={
+                "name": self.context["title_placeholders"]["name"],
+                "broker": broker,
+            },
         )
 
     async def async_step_reconfigure(
