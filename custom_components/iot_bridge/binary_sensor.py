@@ -39,6 +39,8 @@ class IotBridgeConnectivity(BinarySensorEntity):
     _attr_should_poll = False
     _attr_device_class = BinarySensorDeviceClass.CONNECTIVITY
     _attr_entity_category = EntityCategory.DIAGNOSTIC
+    # Named after its device class; the key gives it state icons (icons.json).
+    _attr_translation_key = "connectivity"
 
     def __init__(self, hub: IotBridgeHub, device: Device) -> None:
         self.hub = hub
