@@ -182,15 +182,18 @@ class IotBridgeHub:
         deadline: float | None = None,
     ) -> Command:
         """A command with the hub's current options: no reload needed when they change."""
-        options = self.entry.options
         return self.engine.new_command(
             device_id,
             capability,
             action,
             params or {},
-            deadline=deadline or float(options.get(CONF_DEADLINE, DEFAULT_DEADLINE)),
-            retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
+            deadline=self.deadline(deadline),
+            retries=int(self.entry.options.get(CONF_RETRIES, DEFAULT_RETRIES)),
         )
+
+    def deadline(self, deadline: float | None = None) -> float:
+        """Seconds a command may take: the caller's, else the hub's option."""
+        return deadline or float(self.entry.options.get(CONF_DEADLINE, DEFAULT_DEADLINE))
 
     async def async_command(
         self,
@@ -228,6 +231,7 @@ class IotBridgeHub:
                 "reason": result.reason,
                 "latency_ms": round(result.latency_ms, 2),
                 "attempts": result.attempts,
+                "deadline_s": self.deadline(deadline),
                 "command_id": command.command_id,
             },
         )
