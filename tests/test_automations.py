@@ -11,10 +11,12 @@ import pytest
 from homeassistant.components import automation
 from homeassistant.components.device_automation import DeviceAutomationType
 from homeassistant.components.lock import DOMAIN as LOCK_DOMAIN
-from homeassistant.const import ATTR_ENTITY_ID
-from homeassistant.core import HomeAssistant
+from homeassistant.const import ATTR_ENTITY_ID, STATE_UNKNOWN, EntityCategory
+from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_capture_events,
@@ -228,3 +230,53 @@ def test_logbook_wording_of_the_other_outcomes() -> None:
         == "Door 2 open: confirmed in 43 ms"
     )
     assert logbook.describe_outcome(base | {"outcome": "delivered"}).startswith("Door 2 open: sent")
+
+
+async def test_command_health_sensors(
+    hass: HomeAssistant, locker_hub: tuple[MockConfigEntry, Behaviour]
+) -> None:
+    """Four diagnostic sensors, off by default, follow the device's real outcomes."""
+    entry, behaviour = locker_hub
+    registry = er.async_get(hass)
+    keys = (
+        "commands_24h",
+        "command_success_rate",
+        "command_median_latency",
+        "last_command_failure",
+    )
+    entity_ids = {}
+    for key in keys:
+        entity_id = registry.async_get_entity_id(
+            "sensor", DOMAIN, f"{entry.entry_id}_locker1:{key}"
+        )
+        assert entity_id is not None, key
+        registry_entry = registry.async_get(entity_id)
+        assert registry_entry is not None
+        assert registry_entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        assert registry_entry.entity_category is EntityCategory.DIAGNOSTIC
+        registry.async_update_entity(entity_id, disabled_by=None)
+        entity_ids[key] = entity_id
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await wait_for(lambda: hass.states.get(LOCK_2) is not None, what="the locker again")
+    assert hass.states.get(entity_ids["commands_24h"]).state == "0"
+    assert hass.states.get(entity_ids["command_success_rate"]).state == STATE_UNKNOWN
+
+    await _unlock(hass, LOCK_2)
+    behaviour.refuse = "door blocked"
+    with pytest.raises(HomeAssistantError):
+        await _unlock(hass, LOCK_1)
+
+    def state(key: str) -> State:
+        current = hass.states.get(entity_ids[key])
+        assert current is not None
+        return current
+
+    assert state("commands_24h").state == "2"
+    assert float(state("command_success_rate").state) == 50.0
+    assert state("command_success_rate").attributes["unit_of_measurement"] == "%"
+    assert float(state("command_median_latency").state) > 0
+    failure = state("last_command_failure")
+    assert dt_util.parse_datetime(failure.state) is not None
+    assert failure.attributes["reason"] == "door blocked"
+    assert failure.attributes["outcome"] == "rejected"
+    assert failure.attributes["capability"] == "door1_lock"

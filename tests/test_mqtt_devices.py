@@ -134,7 +134,8 @@ async def test_discovery_creates_devices_and_entities(
     await start_sim(gadget())
     entry = await _setup_hub(hass, mqtt_broker, prefix)
     await wait_for(
-        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id)) == 19
+        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id))
+        == 31  # 19 + 4 health sensors each
     )
 
     device = registry_device(hass, ENTRY_ID, "locker1")
