@@ -22,10 +22,15 @@ from pytest_homeassistant_custom_component.common import (
     async_capture_events,
     async_get_device_automations,
 )
-from pytest_homeassistant_custom_component.typing import WebSocketGenerator
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+    get_diagnostics_for_device,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, WebSocketGenerator
 
 from custom_components.iot_bridge import logbook
 from custom_components.iot_bridge.const import CONF_DEADLINE, CONF_RETRIES, DOMAIN, EVENT_COMMAND
+from custom_components.iot_bridge.hub import IotBridgeHub
 from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.devices import parcel_locker
 
@@ -280,3 +285,50 @@ async def test_command_health_sensors(
     assert failure.attributes["reason"] == "door blocked"
     assert failure.attributes["outcome"] == "rejected"
     assert failure.attributes["capability"] == "door1_lock"
+
+
+async def test_device_and_hub_diagnostics(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    locker_hub: tuple[MockConfigEntry, Behaviour],
+) -> None:
+    """A device's download: recent outcomes, topics with QoS; hub: stray answer counters."""
+    entry, behaviour = locker_hub
+    await _unlock(hass, LOCK_2)
+    behaviour.refuse = "door blocked"
+    with pytest.raises(HomeAssistantError):
+        await _unlock(hass, LOCK_1)
+    # An answer after the deadline: the engine counts it as late and drops it.
+    behaviour.refuse = None
+    behaviour.answer_delay = 0.9
+    with pytest.raises(HomeAssistantError):
+        await _unlock(hass, LOCK_1)
+    hub: IotBridgeHub = entry.runtime_data
+    await wait_for(lambda: hub.engine.stats["late"] >= 1, what="the late answer")
+
+    device = registry_device(hass, entry.entry_id, "locker1")
+    assert device is not None
+    diagnostics = await get_diagnostics_for_device(hass, hass_client, entry, device)
+    assert diagnostics["device"]["name"] == "Parcel locker"
+    recent = diagnostics["command_health"]["recent"]
+    assert [(o["capability"], o["outcome"], o["reason"]) for o in recent] == [
+        ("door2_lock", "confirmed", None),
+        ("door1_lock", "rejected", "door blocked"),
+        ("door1_lock", "timeout", "no answer within 0.6 s"),
+    ]
+    assert diagnostics["command_health"]["commands_24h"] == 3
+    topics = diagnostics["protocol"]["topics"]
+    prefix = entry.data["discovery_prefix"]
+    assert topics["command"] == {
+        "topic": f"{prefix}/locker1/command",
+        "qos": 1,
+        "response_topic": f"{prefix}/_bridge/{entry.data['client_id']}/reply",
+    }
+    assert topics["state"] == {"topic": f"{prefix}/locker1/state", "qos": 1}
+
+    hub_diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    stats = hub_diagnostics["commands"]["stats"]
+    assert stats["late"] >= 1
+    assert {"duplicate", "foreign"} <= set(stats)
+    assert hub_diagnostics["entry"]["data"]["host"] == "**REDACTED**"
+    assert "127.0.0.1" not in str(hub_diagnostics)

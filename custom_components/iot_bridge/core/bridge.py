@@ -87,3 +87,9 @@ class Bridge(Protocol):
 
     def diagnostics(self) -> dict[str, Any]:
         """Protocol details for the diagnostics download (no secrets)."""
+
+    def device_diagnostics(self, device_id: str) -> dict[str, Any]:
+        """Protocol details of one device (topics, resources, registration) for its download.
+
+        Addresses may appear under the keys `host`, `address`; the caller redacts those.
+        """

@@ -159,6 +159,23 @@ class MqttBridge:
             "coalesced_state_messages": self.flood.held,
         }
 
+    def device_diagnostics(self, device_id: str) -> dict[str, Any]:
+        """The device's topics with the QoS each is used at, and what of it was dropped."""
+        topic = self.topics.device_topic
+        return {
+            "topics": {
+                "config": {"topic": topic(device_id, "config"), "qos": 1, "retained": True},
+                "state": {"topic": topic(device_id, "state"), "qos": 1},
+                "availability": {"topic": topic(device_id, "availability"), "qos": 1},
+                "command": {
+                    "topic": topic(device_id, "command"),
+                    "qos": 1,
+                    "response_topic": self.topics.reply,
+                },
+            },
+            "flooding": device_id in self.flood.flooding,
+        }
+
     # Inbound ---------------------------------------------------------------
 
     def _on_config(self, message: aiomqtt.Message) -> None:
