@@ -20,6 +20,7 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
+    get_diagnostics_for_device,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
@@ -543,6 +544,16 @@ async def test_diagnostics(
         "oic.r.temperature",
     }
     assert diagnostics["devices"]["locker1"]["available"] is True
+    assert bridge["device"]["host"] == "**REDACTED**"
+
+    # The device's own download: its resources and which of them are observed.
+    device = registry_device(hass, locker_hub.entry_id, "locker1")
+    assert device is not None
+    device_diagnostics = await get_diagnostics_for_device(hass, hass_client, locker_hub, device)
+    resources = device_diagnostics["protocol"]["resources"]
+    assert {r["follow"] for r in resources} == {"observe"}
+    assert device_diagnostics["protocol"]["device"]["host"] == "**REDACTED**"
+    assert device_diagnostics["command_health"]["commands_24h"] == 0
 
 
 async def test_older_notification_does_not_undo_a_confirmation(
