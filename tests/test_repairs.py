@@ -63,8 +63,8 @@ def _issue(hass: HomeAssistant, issue_id: str) -> ir.IssueEntry | None:
 
 async def _probe_done(hub: IotBridgeHub) -> None:
     """Wait for the broker probe a command may have set off."""
-    task = hub.bridge.stall._task  # type: ignore[attr-defined]
-    await wait_for(lambda: task is None or task.done(), what="the broker probe")
+    stall = hub.bridge.stall  # type: ignore[attr-defined]
+    await wait_for(lambda: not stall.busy, what="the broker probe")
 
 
 async def _locker_ready(hass: HomeAssistant) -> None:

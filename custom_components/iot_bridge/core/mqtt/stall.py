@@ -65,9 +65,14 @@ class BrokerStallProbe:
         """The filter to subscribe to (QoS 0: no acknowledgement of ours may help the broker)."""
         return f"{self.topic}/#"
 
+    @property
+    def busy(self) -> bool:
+        """Whether a probe is under way."""
+        return self._task is not None and not self._task.done()
+
     def command_ended(self, latency_ms: float) -> None:
         """A command ended: probe when it was slow, or to see a reported stall go away."""
-        if self._task is not None and not self._task.done():
+        if self.busy:
             return
         if latency_ms >= SLOW_COMMAND_MS or self.stalled:
             self._task = asyncio.get_running_loop().create_task(
