@@ -46,6 +46,8 @@ async def _hub(
 ) -> MockConfigEntry:
     entry = mqtt_entry(broker, options={CONF_DEADLINE: deadline, CONF_RETRIES: 0}, prefix=prefix)
     await setup_entry(hass, entry)
+    # A probe after every slow command, not at most every 30 s: the test needs a few quickly.
+    entry.runtime_data.bridge.stall.interval = 0
     return entry
 
 

@@ -34,6 +34,9 @@ _RECENT_PROBES = 5
 _STALLED_PROBES = 3
 _CLEAR_PROBES = 3
 _PROBE_TIMEOUT = 1.0
+# At most one probe per this many seconds: a busy hub adds next to no traffic (a verdict
+# takes a few minutes of slow commands, which is soon enough for a repair).
+PROBE_INTERVAL = 30.0
 
 
 class BrokerStallProbe:
@@ -59,6 +62,8 @@ class BrokerStallProbe:
         self.gaps: deque[float] = deque(maxlen=_RECENT_PROBES)
         self.stalled = False
         self.probes = 0
+        self.interval = PROBE_INTERVAL
+        self._last_probe: float | None = None
 
     @property
     def subscription(self) -> str:
@@ -74,7 +79,11 @@ class BrokerStallProbe:
         """A command ended: probe when it was slow, or to see a reported stall go away."""
         if self.busy:
             return
+        now = self._clock()
+        if self._last_probe is not None and now - self._last_probe < self.interval:
+            return
         if latency_ms >= SLOW_COMMAND_MS or self.stalled:
+            self._last_probe = now
             self._task = asyncio.get_running_loop().create_task(
                 self._probe_once(), name="iot_bridge_mqtt_stall_probe"
             )
