@@ -34,6 +34,8 @@ DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-pass-1234"  # documented in the README; loopback only
 DEMO_NAME = "IoT Bridge demo"
 LOCKER_DOOR_2 = "lock.parcel_locker_door_2"
+# The demo parcel locker's door 3 is jammed: commands to it are refused.
+JAMMED_LOCK = "door3_lock"
 COAP_LOCKER = "CoAP parcel locker"
 COAP_DOOR_2 = "lock.coap_parcel_locker_door_2"
 # The LwM2M locker registers with the demo's LwM2M server and waits under Discovered.
@@ -65,6 +67,8 @@ input_button:
     name: Open locker door 2
     icon: mdi:door-open
 lovelace:
+# Command outcomes are logbook lines on their device (the logbook brings the recorder).
+logbook:
 logger:
   default: warning
   logs:
@@ -121,9 +125,10 @@ class DemoStack:
         self._broker.start()
         log(f"mosquitto listening on 127.0.0.1:{self.mqtt_port}")
         env = self._simulator_env()
-        self._spawn(
-            [sys.executable, "-m", "iot_bridge_sim", "--port", str(self.mqtt_port)], env=env
-        )
+        # Door 3 of the parcel locker is jammed: every command to it is refused, so the demo
+        # shows a refusal (logbook, device triggers) beside the confirmed door 2.
+        mqtt_fleet = ["--port", str(self.mqtt_port), "--jam", JAMMED_LOCK]
+        self._spawn([sys.executable, "-m", "iot_bridge_sim", *mqtt_fleet], env=env)
         coap = ["--coap", "--device", "locker", "--discovery-port", str(self.coap_discovery_port)]
         self._spawn([sys.executable, "-m", "iot_bridge_sim", *coap], env=env)
         log(f"CoAP parcel locker answering discovery on 224.0.1.187:{self.coap_discovery_port}")
@@ -556,6 +561,25 @@ class DemoStack:
             session, "/api/services/iot_bridge/send_command?return_response", command
         )
         return dict(answer["service_response"])
+
+    async def try_jammed_door(self, session: aiohttp.ClientSession) -> str:
+        """Open the jammed door 3 of the parcel locker; return the refusal's message."""
+        command = {
+            "type": "call_service",
+            "domain": "iot_bridge",
+            "service": "send_command",
+            "service_data": {
+                "device_id": await self.locker_device_id(session),
+                "capability": JAMMED_LOCK,
+                "action": "open",
+            },
+            "return_response": True,
+        }
+        try:
+            await self.ws(session, command)
+        except RuntimeError as err:
+            return str(err)
+        raise RuntimeError("the jammed door 3 confirmed a command")
 
     async def prepare(self, session: aiohttp.ClientSession) -> None:
         """Everything after the processes run: onboarding, hubs, the LwM2M locker,

@@ -4,7 +4,9 @@ Starts the demo stack (mosquitto, simulators, Home Assistant on free ports with 
 config), logs in as the demo user, adds the CoAP locker that discovery found (Discovered →
 Add), accepts the LwM2M locker waiting for admission (Discovered → Add → Submit) and opens
 its device page, opens the demo dashboard, adds a second MQTT hub through the integration dialog,
-opens the parcel locker's device page, and saves screenshots.
+opens the parcel locker's device page, sends it a confirmed and a refused command and finds
+both in the logbook, lists IoT Bridge's device triggers in the automation editor, and saves
+screenshots.
 
 It runs in its own process because the Home Assistant test plugin owns the event loop,
 blocks sockets and fails tests that leave threads behind. Run it directly to refresh the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import sys
 import tempfile
@@ -61,6 +64,13 @@ BLANK_PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
 )
 STEP_TIMEOUT_MS = 30_000
+# IoT Bridge's device triggers as the automation editor names them (translations/en.json).
+DEVICE_TRIGGERS = (
+    "A command was confirmed",
+    "A command was rejected",
+    "A command timed out",
+    "A command was not delivered",
+)
 _started = time.monotonic()
 
 
@@ -198,6 +208,42 @@ async def show_locker(page: Page, base_url: str, device_id: str, shots: Path) ->
     await screenshot(page, shots, "locker-device.png")
 
 
+async def show_logbook(page: Page, base_url: str, shots: Path) -> None:
+    """The logbook: the demo's confirmed door 2 and its refused (jammed) door 3."""
+    await page.goto(f"{base_url}/logbook")
+    logbook = page.locator("ha-logbook")
+    confirmed = logbook.get_by_text(
+        re.compile(r"Parcel locker Door 2 open: confirmed in [\d.]+ ms")
+    )
+    await confirmed.first.wait_for()
+    await logbook.get_by_text("Parcel locker Door 3 open: refused — jammed").first.wait_for()
+    step(
+        f"logbook shows '{await confirmed.first.inner_text()}' and 'Door 3 open: refused — jammed'"
+    )
+    await screenshot(page, shots, "logbook-commands.png")
+
+
+async def show_device_triggers(page: Page, base_url: str, device_id: str, shots: Path) -> None:
+    """The locker's page → Automations → + → Use device as trigger: the automation editor
+    offers IoT Bridge's four command triggers, each narrowable to a door and an action."""
+    await page.goto(f"{base_url}/config/devices/device/{device_id}")
+    card = page.locator("ha-card", has_text="Automations").first
+    await card.locator("ha-icon-button").first.click()
+    await page.get_by_text("Use device as trigger").click()
+    await page.wait_for_url("**/config/automation/edit/new")
+    picker = page.locator("ha-device-trigger-picker")
+    await picker.locator("ha-select").click()
+    for name in DEVICE_TRIGGERS:
+        await picker.get_by_role("option", name=name).wait_for()
+    step(f"automation editor lists the device triggers: {', '.join(DEVICE_TRIGGERS)}")
+    await screenshot(page, shots, "device-triggers.png")
+    await picker.get_by_role("option", name=DEVICE_TRIGGERS[1]).click()
+    editor = page.locator("ha-automation-trigger-device")
+    for field in ("Door 2", "open"):
+        await editor.get_by_text(field, exact=True).first.wait_for()
+    step("the rejected-command trigger offers Door 2 and the action open")
+
+
 async def run(stack: DemoStack, shots: Path) -> None:
     """Demo set-up through the APIs, then the browser part."""
     async with aiohttp.ClientSession() as session:
@@ -223,6 +269,12 @@ async def run(stack: DemoStack, shots: Path) -> None:
                     await show_dashboard(page, stack.base_url, shots)
                     await add_hub_in_dialog(page, stack, shots)
                     await show_locker(page, stack.base_url, locker_id, shots)
+                    # A confirmed and a refused command, as the demo's user would send them.
+                    opened = await stack.open_door(session)
+                    refused = await stack.try_jammed_door(session)
+                    step(f"door 2 {opened['status']}; door 3 refused: {'jammed' in refused}")
+                    await show_logbook(page, stack.base_url, shots)
+                    await show_device_triggers(page, stack.base_url, locker_id, shots)
                 except Exception:
                     failure = Path(tempfile.gettempdir()) / "iot-bridge-browser-failure.png"
                     await page.screenshot(path=failure)

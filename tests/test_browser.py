@@ -27,6 +27,8 @@ SCREENSHOTS = (
     "config-flow-mqtt.png",
     "hub-added.png",
     "locker-device.png",
+    "logbook-commands.png",
+    "device-triggers.png",
 )
 
 pytestmark = pytest.mark.browser
@@ -42,7 +44,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 def test_frontend_adds_a_hub_and_shows_the_locker(tmp_path: Path) -> None:
     """Log in, add the discovered CoAP locker, accept the LwM2M locker waiting for admission
     and open its page, add a second MQTT hub through the dialog, open the parcel locker's
-    page."""
+    page, find a confirmed and a refused command in the logbook, list the device triggers."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (Debian's chromium; scripts/setup installs it)")
     if importlib.util.find_spec("playwright") is None:
@@ -67,6 +69,10 @@ def test_frontend_adds_a_hub_and_shows_the_locker(tmp_path: Path) -> None:
     assert "MQTT form filled" in output
     assert "success step shown: created MQTT 127.0.0.1:" in output
     assert "device page shows 'Parcel locker' and 'Door 2'" in output
+    assert "door 2 confirmed; door 3 refused: True" in output
+    assert "logbook shows 'Parcel locker Door 2 open: confirmed in" in output
+    assert "automation editor lists the device triggers: A command was confirmed, " in output
+    assert "the rejected-command trigger offers Door 2 and the action open" in output
     assert "Home Assistant has all four hubs loaded (two MQTT, one CoAP, one LwM2M)" in output
     assert "BROWSER CHECK PASSED" in output
     for name in SCREENSHOTS:

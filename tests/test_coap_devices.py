@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from homeassistant.components.device_automation import DeviceAutomationType
 from homeassistant.components.lock import DOMAIN as LOCK_DOMAIN
 from homeassistant.components.lock.const import LockState
 from homeassistant.config_entries import ConfigEntryState
@@ -17,15 +18,20 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_get_device_automations,
+)
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
+    get_diagnostics_for_device,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.iot_bridge.const import DOMAIN
 from custom_components.iot_bridge.core.coap.bridge import CoapBridge
+from custom_components.iot_bridge.logbook import describe_outcome
 from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.coap import CoapDeviceSimulator
 from iot_bridge_sim.devices import DeviceModel, climate_node, parcel_locker
@@ -290,6 +296,18 @@ async def test_refused(
     assert _state(hass, LOCK_2) == LockState.LOCKED
     assert events[0]["outcome"] == "rejected"
     assert locker.executed == []
+    # Automations and the logbook see a CoAP refusal as they see any other.
+    assert describe_outcome(events[0]) == "Door 2 open: refused — door blocked (4.03 Forbidden)"
+    device = registry_device(hass, locker_hub.entry_id, "locker1")
+    assert device is not None
+    assert events[0]["device_id"] == device.id
+    triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, device.id)
+    assert {t["type"] for t in triggers if t["domain"] == DOMAIN} == {
+        "command_confirmed",
+        "command_rejected",
+        "command_timeout",
+        "command_not_delivered",
+    }
 
 
 async def test_jammed_reports_the_state(
@@ -543,6 +561,16 @@ async def test_diagnostics(
         "oic.r.temperature",
     }
     assert diagnostics["devices"]["locker1"]["available"] is True
+    assert bridge["device"]["host"] == "**REDACTED**"
+
+    # The device's own download: its resources and which of them are observed.
+    device = registry_device(hass, locker_hub.entry_id, "locker1")
+    assert device is not None
+    device_diagnostics = await get_diagnostics_for_device(hass, hass_client, locker_hub, device)
+    resources = device_diagnostics["protocol"]["resources"]
+    assert {r["follow"] for r in resources} == {"observe"}
+    assert device_diagnostics["protocol"]["device"]["host"] == "**REDACTED**"
+    assert device_diagnostics["command_health"]["commands_24h"] == 0
 
 
 async def test_older_notification_does_not_undo_a_confirmation(

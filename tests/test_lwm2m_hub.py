@@ -31,6 +31,10 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_device,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.iot_bridge.const import (
@@ -52,7 +56,7 @@ from iot_bridge_sim.devices import parcel_locker, sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mBehaviour, Lwm2mClient, Lwm2mOptions
 from iot_bridge_sim.lwm2m_objects import showcase_node
 
-from .common import setup_entry, wait_for
+from .common import registry_device, setup_entry, wait_for
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -427,7 +431,10 @@ def _coordinates_are(hass: HomeAssistant, latitude: float, longitude: float) -> 
 
 
 async def test_lock_commands_are_confirmed_by_the_device_status(
-    hass: HomeAssistant, port: int, start_client: StartClient
+    hass: HomeAssistant,
+    port: int,
+    start_client: StartClient,
+    hass_client: ClientSessionGenerator,
 ) -> None:
     entry = await _accept_all_hub(hass, port)
     client = await start_client()
@@ -441,6 +448,18 @@ async def test_lock_commands_are_confirmed_by_the_device_status(
         await hass.services.async_call(LOCK_DOMAIN, "lock", {ATTR_ENTITY_ID: LOCK_1}, blocking=True)
     # LwM2M's lock status knows locked and unlocked; "open" is the door's own status.
     assert _state(hass, LOCK_1) == LockState.UNLOCKED
+
+    # The device's diagnostics: its outcomes, registration and objects, address redacted.
+    device = registry_device(hass, ENTRY_ID, "locker1")
+    assert device is not None
+    diagnostics = await get_diagnostics_for_device(hass, hass_client, entry, device)
+    outcomes = [o["outcome"] for o in diagnostics["command_health"]["recent"]]
+    assert outcomes == ["confirmed", "confirmed", "rejected"]
+    registration = diagnostics["protocol"]
+    assert registration["registered"] is True
+    assert registration["address"] == "**REDACTED**"
+    assert any(path.startswith("/10359/") for path in registration["objects"]), registration
+    assert registration["observing"]
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -42,6 +40,9 @@ from .common import (
     wait_for,
 )
 from .mosquitto import Broker
+from .mqtt_peers import StartSim, prefix, start_sim
+
+__all__ = ["prefix", "start_sim"]  # the fixtures, imported for pytest
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -49,8 +50,6 @@ ENTRY_ID = "01JTESTENTRY0000000000000"
 LOCK_2 = "lock.parcel_locker_door_2"
 CONNECTIVITY = "binary_sensor.parcel_locker_connectivity"
 DOOR_2 = "binary_sensor.parcel_locker_door_2_open"
-
-StartSim = Callable[..., Awaitable[MqttDeviceSimulator]]
 
 
 def gadget() -> DeviceModel:
@@ -69,39 +68,6 @@ def gadget() -> DeviceModel:
         ],
         state={"lamp": {"on": False, "brightness": 0}, "fan": False, "mode": "eco", "flux": "4.5"},
     )
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A discovery prefix of this test's own: the session broker keeps retained messages."""
-    return f"t{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-async def start_sim(
-    hass: HomeAssistant, mqtt_broker: Broker, prefix: str
-) -> AsyncGenerator[StartSim]:
-    """Start simulated devices on the test broker; all are stopped after the test."""
-    started: list[MqttDeviceSimulator] = []
-
-    async def start(
-        model: DeviceModel, protocol: str = "5", behaviour: Behaviour | None = None
-    ) -> MqttDeviceSimulator:
-        sim = MqttDeviceSimulator(
-            model,
-            port=mqtt_broker.port,
-            prefix=prefix,
-            protocol=protocol,  # type: ignore[arg-type]
-            behaviour=behaviour,
-            printer=logging.getLogger("simulator").info,
-        )
-        await hass.async_add_executor_job(sim.start)
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        await hass.async_add_executor_job(sim.stop)
 
 
 async def _setup_hub(
@@ -168,7 +134,8 @@ async def test_discovery_creates_devices_and_entities(
     await start_sim(gadget())
     entry = await _setup_hub(hass, mqtt_broker, prefix)
     await wait_for(
-        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id)) == 19
+        lambda: len(er.async_entries_for_config_entry(entity_registry, entry.entry_id))
+        == 31  # 19 + 4 health sensors each
     )
 
     device = registry_device(hass, ENTRY_ID, "locker1")

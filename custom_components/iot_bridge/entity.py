@@ -28,7 +28,8 @@ from .hub import (
 )
 
 EntityFactory = Callable[[IotBridgeHub, Device, Capability], Entity]
-DeviceEntityFactory = Callable[[IotBridgeHub, Device], Entity]
+# One entity per device (connectivity), or several (command health).
+DeviceEntityFactory = Callable[[IotBridgeHub, Device], Entity | list[Entity]]
 
 
 def enum_or_none[E: StrEnum](enum: type[E], value: str | None) -> E | None:
@@ -83,7 +84,8 @@ def capability_platform(
         @callback
         def add_device(device: Device) -> None:
             if device_factory is not None:
-                async_add_entities([device_factory(hub, device)])
+                entities = device_factory(hub, device)
+                async_add_entities(entities if isinstance(entities, list) else [entities])
 
         for device in list(hub.bridge.devices.values()):
             add_device(device)

@@ -6,7 +6,8 @@ protocol, and everything here speaks only `core.bridge.Bridge` and the core mode
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -47,7 +48,9 @@ from .const import (
 )
 from .core.bridge import Admission, BridgeAuthError, BridgeStartError
 from .core.commands import CommandEngine
+from .core.health import DAY, CommandHealth, Outcome
 from .core.model import Capability, Command, CommandResult, Device
+from .issues import async_clear_issues, async_sync_device_timeouts, async_sync_problem
 
 type IotBridgeConfigEntry = ConfigEntry[IotBridgeHub]
 
@@ -86,6 +89,11 @@ def signal_entity_remove(entry_id: str, device_id: str, key: str) -> str:
     return f"{DOMAIN}_{entry_id}_{device_id}_{key}_remove"
 
 
+def signal_health(entry_id: str, device_id: str) -> str:
+    """Dispatcher signal: a command of the device ended (its health figures changed)."""
+    return f"{DOMAIN}_{entry_id}_{device_id}_health"
+
+
 def signal_connection(entry_id: str) -> str:
     """Dispatcher signal: the bridge's transport went down or came back."""
     return f"{DOMAIN}_{entry_id}_connection"
@@ -103,6 +111,10 @@ class IotBridgeHub:
         self._registry_ids: dict[str, str] = {}
         # Devices a discovery flow was started for in this run (one flow each).
         self._asked: set[str] = set()
+        # Command outcomes per protocol device id, for the health sensors and repairs.
+        self.health: dict[str, CommandHealth] = {}
+        # Wall clock of the health figures (tests move it forward by a day).
+        self.clock: Callable[[], float] = time.time
         self._load_registry_ids()
         self.bridge = build_bridge(
             entry.data,
@@ -143,10 +155,14 @@ class IotBridgeHub:
         """Fail pending commands and stop the bridge."""
         self.engine.cancel_all("IoT Bridge is shutting down")
         await self.bridge.stop()
+        # Health figures start afresh with the next start, and so do the repairs on them.
+        async_clear_issues(self.hass, self.entry.entry_id)
 
     async def async_forget_device(self, device_id: str) -> None:
         """The user deleted a device in Home Assistant: the protocol forgets it too."""
         self._registry_ids.pop(device_id, None)
+        self.health.pop(device_id, None)
+        async_sync_device_timeouts(self.hass, self.entry.entry_id, device_id, "", timing_out=False)
         await self.bridge.forget_device(device_id)
 
     def device(self, device_id: str) -> Device | None:
@@ -166,15 +182,18 @@ class IotBridgeHub:
         deadline: float | None = None,
     ) -> Command:
         """A command with the hub's current options: no reload needed when they change."""
-        options = self.entry.options
         return self.engine.new_command(
             device_id,
             capability,
             action,
             params or {},
-            deadline=deadline or float(options.get(CONF_DEADLINE, DEFAULT_DEADLINE)),
-            retries=int(options.get(CONF_RETRIES, DEFAULT_RETRIES)),
+            deadline=self.deadline(deadline),
+            retries=int(self.entry.options.get(CONF_RETRIES, DEFAULT_RETRIES)),
         )
+
+    def deadline(self, deadline: float | None = None) -> float:
+        """Seconds a command may take: the caller's, else the hub's option."""
+        return deadline or float(self.entry.options.get(CONF_DEADLINE, DEFAULT_DEADLINE))
 
     async def async_command(
         self,
@@ -198,21 +217,51 @@ class IotBridgeHub:
         else:
             result = await self.bridge.execute(command, capability)
         LOGGER.debug("Command %s ended: %s", command.command_id, result.as_dict())
+        self._record_health(device, capability, result)
         self.hass.bus.async_fire(
             EVENT_COMMAND,
             {
                 "device_id": self.device_registry_id(device.device_id),
                 "iot_bridge_device": device.device_id,
+                "device_name": device.name,
                 "capability": capability.key,
+                "capability_name": capability.name or capability.key,
                 "action": action,
                 "outcome": result.status.value,
                 "reason": result.reason,
                 "latency_ms": round(result.latency_ms, 2),
                 "attempts": result.attempts,
+                "deadline_s": self.deadline(deadline),
                 "command_id": command.command_id,
             },
         )
         return result
+
+    def device_health(self, device_id: str) -> CommandHealth:
+        """The command health of a device (empty until its first command ends)."""
+        return self.health.setdefault(device_id, CommandHealth())
+
+    def _record_health(self, device: Device, capability: Capability, result: CommandResult) -> None:
+        now = self.clock()
+        health = self.device_health(device.device_id)
+        health.record(
+            Outcome(
+                at=now,
+                status=result.status,
+                latency_ms=result.latency_ms,
+                reason=result.reason,
+                capability=capability.key,
+                action=result.command.action,
+            )
+        )
+        async_sync_device_timeouts(
+            self.hass,
+            self.entry.entry_id,
+            device.device_id,
+            device.name,
+            timing_out=health.timing_out_for(now) >= DAY,
+        )
+        async_dispatcher_send(self.hass, signal_health(self.entry.entry_id, device.device_id))
 
     async def async_command_or_raise(
         self,
@@ -286,6 +335,8 @@ class IotBridgeHub:
     def device_removed(self, device_id: str) -> None:
         """The device went away for good: remove it from the registry."""
         registry_id = self._registry_ids.pop(device_id, None)
+        self.health.pop(device_id, None)
+        async_sync_device_timeouts(self.hass, self.entry.entry_id, device_id, "", timing_out=False)
         registry = dr.async_get(self.hass)
         if registry_id is not None and registry.async_get(registry_id) is not None:
             registry.async_remove_device(registry_id)
@@ -304,6 +355,11 @@ class IotBridgeHub:
         if connected:
             self.engine.resend_pending()
         async_dispatcher_send(self.hass, signal_connection(self.entry.entry_id))
+
+    @callback
+    def problem_changed(self, problem: str, active: bool) -> None:
+        """The bridge found (or no longer finds) a problem the user can fix: a repair."""
+        async_sync_problem(self.hass, self.entry, problem, active, self.bridge.describe())
 
     # Admission ----------------------------------------------------------------
 

@@ -1,16 +1,30 @@
-"""Sensors: numeric or text readings with the device class and unit the device declares."""
+"""Sensors: readings with the device class and unit the device declares, and each device's
+command health (diagnostic, disabled by default)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfTime
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
+from .core.health import CommandHealth
 from .core.model import Capability, CapabilityKind, Device
 from .entity import IotBridgeEntity, as_number, capability_platform, enum_or_none
-from .hub import IotBridgeHub
+from .hub import IotBridgeHub, signal_health
 
 PARALLEL_UPDATES = 0
 
@@ -58,4 +72,109 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
         return self.native_unit_of_measurement is not None
 
 
-async_setup_entry = capability_platform(CapabilityKind.SENSOR, IotBridgeSensor)
+@dataclass(frozen=True, kw_only=True)
+class CommandHealthDescription(SensorEntityDescription):
+    """A figure of a device's command health."""
+
+    value_fn: Callable[[CommandHealth, float], StateType | datetime]
+    attributes_fn: Callable[[CommandHealth], dict[str, Any]] | None = None
+
+
+def _last_failure_at(health: CommandHealth, _now: float) -> datetime | None:
+    failure = health.last_failure
+    return None if failure is None else dt_util.utc_from_timestamp(failure.at)
+
+
+def _last_failure_attributes(health: CommandHealth) -> dict[str, Any]:
+    failure = health.last_failure
+    if failure is None:
+        return {}
+    return {
+        "outcome": failure.status.value,
+        "reason": failure.reason,
+        "capability": failure.capability,
+        "action": failure.action,
+    }
+
+
+HEALTH_SENSORS: tuple[CommandHealthDescription, ...] = (
+    CommandHealthDescription(
+        key="commands_24h",
+        translation_key="commands_24h",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda health, now: health.count(now),
+    ),
+    CommandHealthDescription(
+        key="command_success_rate",
+        translation_key="command_success_rate",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda health, now: health.success_rate(now),
+    ),
+    CommandHealthDescription(
+        key="command_median_latency",
+        translation_key="command_median_latency",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda health, now: health.median_latency(now),
+    ),
+    CommandHealthDescription(
+        key="last_command_failure",
+        translation_key="last_command_failure",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=_last_failure_at,
+        attributes_fn=_last_failure_attributes,
+    ),
+)
+
+
+class CommandHealthSensor(SensorEntity):
+    """One figure of how a device carries out commands (diagnostic, off by default).
+
+    Updated whenever one of its commands ends, and polled so the 24 h window slides on
+    while no commands are sent.
+    """
+
+    _attr_has_entity_name = True
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+    _attr_entity_registry_enabled_default = False
+    entity_description: CommandHealthDescription
+
+    def __init__(
+        self, hub: IotBridgeHub, device: Device, description: CommandHealthDescription
+    ) -> None:
+        self.hub = hub
+        self.device_id = device.device_id
+        self.entity_description = description
+        self._attr_unique_id = f"{hub.entry.entry_id}_{device.device_id}:{description.key}"
+        self._attr_device_info = DeviceInfo(identifiers={hub.device_identifier(device.device_id)})
+
+    @property
+    def native_value(self) -> StateType | datetime:
+        """The figure now."""
+        health = self.hub.device_health(self.device_id)
+        return self.entity_description.value_fn(health, self.hub.clock())
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Details of the figure (the last failure's reason)."""
+        attributes_fn = self.entity_description.attributes_fn
+        if attributes_fn is None:
+            return None
+        return attributes_fn(self.hub.device_health(self.device_id))
+
+    async def async_added_to_hass(self) -> None:
+        """Refresh whenever a command of the device ends."""
+        signal = signal_health(self.hub.entry.entry_id, self.device_id)
+        self.async_on_remove(async_dispatcher_connect(self.hass, signal, self.async_write_ha_state))
+
+
+def health_sensors(hub: IotBridgeHub, device: Device) -> list[Entity]:
+    """The command health sensors of one device."""
+    return [CommandHealthSensor(hub, device, description) for description in HEALTH_SENSORS]
+
+
+async_setup_entry = capability_platform(CapabilityKind.SENSOR, IotBridgeSensor, health_sensors)

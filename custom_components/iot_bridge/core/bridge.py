@@ -14,6 +14,10 @@ from typing import Any, Protocol
 
 from .model import Capability, Command, CommandResult, Device
 
+# Problems a bridge can report to its listener (problem_changed); the user can fix each.
+# The MQTT broker holds back small packets (Nagle's algorithm, no `set_tcp_nodelay true`).
+PROBLEM_BROKER_NAGLE = "broker_nagle"
+
 
 class Admission(StrEnum):
     """Whether a device the bridge just met may become a Home Assistant device."""
@@ -48,6 +52,9 @@ class BridgeListener(Protocol):
     def connection_changed(self, connected: bool) -> None:
         """The transport went down or came back."""
 
+    def problem_changed(self, problem: str, active: bool) -> None:
+        """A problem the user can fix (PROBLEM_*) appeared or went away."""
+
 
 class Bridge(Protocol):
     """One protocol's transport and devices, as the hub uses them."""
@@ -80,3 +87,9 @@ class Bridge(Protocol):
 
     def diagnostics(self) -> dict[str, Any]:
         """Protocol details for the diagnostics download (no secrets)."""
+
+    def device_diagnostics(self, device_id: str) -> dict[str, Any]:
+        """Protocol details of one device (topics, resources, registration) for its download.
+
+        Addresses may appear under the keys `host`, `address`; the caller redacts those.
+        """

@@ -255,6 +255,11 @@ class CoapBridge:
             "dropped_messages": dict(self.rejects.counts),
         }
 
+    def device_diagnostics(self, device_id: str) -> dict[str, Any]:
+        """A CoAP hub has one device: its resources, observations and address."""
+        del device_id
+        return self.diagnostics()
+
     def _resource_diagnostics(self, resource: Resource) -> dict[str, Any]:
         observation = self._observations.get(resource.key)
         data: dict[str, Any] = {

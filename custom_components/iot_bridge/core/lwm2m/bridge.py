@@ -200,6 +200,17 @@ class Lwm2mBridge:
             "rejected": dict(self.rejects.counts),
         }
 
+    def device_diagnostics(self, device_id: str) -> dict[str, Any]:
+        """The client's registration, object list and observations."""
+        endpoint = self.endpoints.get(device_id)
+        if endpoint is None:
+            return {}
+        info = _endpoint_diagnostics(endpoint, self._clock())
+        if endpoint.registration is not None:
+            remote = endpoint.registration.remote
+            info["address"] = str(getattr(remote, "hostinfo", remote))
+        return info
+
     # -- registration interface -------------------------------------------------------------
 
     def registered(self, registration: Registration, previous: Registration | None) -> None:

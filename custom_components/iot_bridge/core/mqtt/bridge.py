@@ -12,11 +12,11 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..bridge import BridgeAuthError, BridgeListener, BridgeStartError
+from ..bridge import PROBLEM_BROKER_NAGLE, BridgeAuthError, BridgeListener, BridgeStartError
 from ..commands import CommandEngine, TransportInterrupted, TransportUnavailable
 from ..devices import MAX_EARLY_DEVICES, DeviceStore, RejectLog
 from ..flood import StateFloodGate
-from ..model import Capability, Command, CommandResult, Device
+from ..model import Capability, Command, CommandResult, CommandStatus, Device
 from .connection import (
     MqttAuthError,
     MqttConnectError,
@@ -34,6 +34,7 @@ from .profile import (
     parse_reply,
     parse_state,
 )
+from .stall import BrokerStallProbe
 
 _LOGGER = logging.getLogger(__name__)
 _REPLY_SOURCE = "(reply topic)"
@@ -83,6 +84,17 @@ class MqttBridge:
             role="command",
         )
         self.commands.add_subscription(topics.reply, self._on_reply)
+        # Sent on the state connection, received on the command connection: the path answers take.
+        self.stall = BrokerStallProbe(
+            lambda topic, payload: self.connection.publish(topic, payload, qos=0),
+            topics.probe,
+            lambda stalled: listener.problem_changed(PROBLEM_BROKER_NAGLE, stalled),
+        )
+        self.commands.add_subscription(
+            self.stall.subscription,
+            lambda message: self.stall.handle(str(message.topic), _payload(message)),
+            qos=0,
+        )
 
     # Bridge -----------------------------------------------------------------
 
@@ -122,6 +134,7 @@ class MqttBridge:
 
     async def stop(self) -> None:
         """Disconnect both connections; held state of flooding devices is dropped."""
+        await self.stall.stop()
         await self.connection.stop()
         await self.commands.stop()
         # Last: a message handled while the connection closed may have started its timer.
@@ -137,8 +150,30 @@ class MqttBridge:
                 "reply": self.topics.reply,
             },
             "dropped_messages": dict(self.rejects.counts),
+            "broker_stall": {
+                "stalled": self.stall.stalled,
+                "probes": self.stall.probes,
+                "recent_gaps_ms": [round(gap, 2) for gap in self.stall.gaps],
+            },
             "flooding_devices": self.flood.flooding,
             "coalesced_state_messages": self.flood.held,
+        }
+
+    def device_diagnostics(self, device_id: str) -> dict[str, Any]:
+        """The device's topics with the QoS each is used at, and what of it was dropped."""
+        topic = self.topics.device_topic
+        return {
+            "topics": {
+                "config": {"topic": topic(device_id, "config"), "qos": 1, "retained": True},
+                "state": {"topic": topic(device_id, "state"), "qos": 1},
+                "availability": {"topic": topic(device_id, "availability"), "qos": 1},
+                "command": {
+                    "topic": topic(device_id, "command"),
+                    "qos": 1,
+                    "response_topic": self.topics.reply,
+                },
+            },
+            "flooding": device_id in self.flood.flooding,
         }
 
     # Inbound ---------------------------------------------------------------
@@ -258,6 +293,8 @@ class MqttBridge:
         """Run a command through the engine and apply the state it confirms."""
         result = await self.engine.execute(self, command, confirmable=capability.confirmable)
         self.store.apply_result(command, result)
+        if result.status is CommandStatus.CONFIRMED:
+            self.stall.command_ended(result.latency_ms)
         return result
 
     async def forget_device(self, device_id: str) -> None:

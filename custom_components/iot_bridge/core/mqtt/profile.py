@@ -80,6 +80,11 @@ class Topics:
         """Where devices send answers to this hub's commands."""
         return f"{self.prefix}/{_BRIDGE_SEGMENT}/{self.client_id}/reply"
 
+    @property
+    def probe(self) -> str:
+        """Where this hub sends messages to itself to see whether the broker holds them back."""
+        return f"{self.prefix}/{_BRIDGE_SEGMENT}/{self.client_id}/probe"
+
     def device_filter(self, suffix: str) -> str:
         """Wildcard subscription for one kind of device topic."""
         return f"{self.prefix}/+/{suffix}"
