@@ -48,8 +48,9 @@ def async_sync_device_timeouts(
     )
 
 
-# Problems a bridge can report, and the issue each becomes.
-_PROBLEM_SEVERITY = {PROBLEM_BROKER_NAGLE: ir.IssueSeverity.WARNING}
+# Problems a bridge can report, and the issue (translation key) each becomes.
+ISSUE_BROKER_NAGLE = "broker_nagle"
+_PROBLEM_ISSUES = {PROBLEM_BROKER_NAGLE: ISSUE_BROKER_NAGLE}
 
 
 @callback
@@ -61,8 +62,8 @@ def async_sync_problem(
     if not active:
         ir.async_delete_issue(hass, DOMAIN, issue_id)
         return
-    severity = _PROBLEM_SEVERITY.get(problem)
-    if severity is None:
+    translation_key = _PROBLEM_ISSUES.get(problem)
+    if translation_key is None:
         LOGGER.debug("No repair for the problem %s", problem)
         return
     ir.async_create_issue(
@@ -70,8 +71,8 @@ def async_sync_problem(
         DOMAIN,
         issue_id,
         is_fixable=False,
-        severity=severity,
-        translation_key=problem,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=translation_key,
         translation_placeholders={"hub": entry.title, "target": target},
     )
 
