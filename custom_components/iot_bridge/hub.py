@@ -19,6 +19,7 @@ from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
     ConfigEntryNotReady,
     HomeAssistantError,
+    ServiceValidationError,
 )
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import discovery_flow
@@ -45,7 +46,14 @@ from .const import (
     PROTOCOL_LWM2M,
     PROTOCOL_MQTT,
 )
-from .core.bridge import Admission, BridgeAuthError, BridgeStartError
+from .core.bridge import (
+    Admission,
+    BridgeAuthError,
+    BridgeStartError,
+    OperatingBridge,
+    OperationError,
+    OperationFailure,
+)
 from .core.commands import CommandEngine
 from .core.model import Capability, Command, CommandResult, Device
 
@@ -227,6 +235,74 @@ class IotBridgeHub:
             raise command_error(device, capability, result, self.bridge.describe())
         return result
 
+    async def async_operate(
+        self,
+        device: Device,
+        action: str,
+        params: dict[str, Any],
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """A path-addressed protocol operation (LwM2M read, write, ...): its answer, or a
+        translated error naming the device, the path and the reason."""
+        placeholders = {
+            "device": device.name,
+            "action": action,
+            "path": str(params.get("path", "")),
+            "target": self.bridge.describe(),
+        }
+        bridge = self.bridge
+        if not isinstance(bridge, OperatingBridge):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="operations_not_supported",
+                translation_placeholders=placeholders,
+            )
+        if not self.reachable(device):
+            key = "command_not_connected" if not bridge.connected else "command_device_offline"
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key=key,
+                translation_placeholders={**placeholders, "capability": placeholders["path"]},
+            )
+        seconds = deadline or float(self.entry.options.get(CONF_DEADLINE, DEFAULT_DEADLINE))
+        outcome, reason = "confirmed", ""
+        try:
+            answer = await bridge.operate(device.device_id, action, params, deadline=seconds)
+        except OperationError as err:
+            outcome, reason = _OPERATION_OUTCOMES.get(err.failure, "rejected"), err.reason
+            error_type = (
+                ServiceValidationError
+                if err.failure is OperationFailure.INVALID
+                else HomeAssistantError
+            )
+            raise error_type(
+                translation_domain=DOMAIN,
+                translation_key=f"operation_{err.failure.value}",
+                translation_placeholders={**placeholders, "reason": err.reason},
+            ) from err
+        finally:
+            LOGGER.debug(
+                "Operation %s %s on %s: %s %s",
+                action,
+                placeholders["path"],
+                device.device_id,
+                outcome,
+                reason,
+            )
+            self.hass.bus.async_fire(
+                EVENT_COMMAND,
+                {
+                    "device_id": self.device_registry_id(device.device_id),
+                    "iot_bridge_device": device.device_id,
+                    "capability": None,
+                    "path": placeholders["path"],
+                    "action": action,
+                    "outcome": outcome,
+                    "reason": reason,
+                },
+            )
+        return answer
+
     def device_registry_id(self, device_id: str) -> str | None:
         """Home Assistant's device registry id for a protocol device id."""
         return self._registry_ids.get(device_id)
@@ -357,6 +433,14 @@ def pending_device_unique_id(entry_id: str, device_id: str) -> str:
     """The unique id of the flow that asks about a device (and of its ignore entry)."""
     return f"device:{entry_id}:{device_id}"
 
+
+# The iot_bridge_command event's outcome for each failed raw operation.
+_OPERATION_OUTCOMES = {
+    OperationFailure.INVALID: "rejected",
+    OperationFailure.REFUSED: "rejected",
+    OperationFailure.TIMEOUT: "timeout",
+    OperationFailure.NOT_SUPPORTED: "rejected",
+}
 
 # Failed outcomes whose cause has a message of its own; the rest use their status's.
 _ERROR_KEYS = {

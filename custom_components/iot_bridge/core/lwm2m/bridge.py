@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import aiocoap
 
-from ..bridge import Admission, BridgeListener
+from ..bridge import Admission, BridgeListener, OperationError, OperationFailure
 from ..commands import (
     CommandEngine,
     TransportTimeout,
@@ -39,6 +39,7 @@ from .mapping import (
     device_info,
     rule_state_paths,
 )
+from .operations import RawAction, RawOperation, parse_operation, plain_value
 from .paths import LwM2MPath
 from .registration import Registration
 from .server import Lwm2mServer, Response, ServerRequestError
@@ -563,6 +564,112 @@ class Lwm2mBridge:
             transport.close()
         return result
 
+    # -- raw operations (send_command without a capability) ----------------------------------
+
+    async def operate(
+        self, device_id: str, action: str, params: Mapping[str, Any], *, deadline: float
+    ) -> dict[str, Any]:
+        """One path-addressed operation, sent once; its answer as response data.
+
+        Reads, notifications' first values and Send-like answers update entities too. An
+        error answer raises OperationError(REFUSED) with the code and the client's reason;
+        no answer by the deadline (a queue-mode client that did not wake) raises TIMEOUT.
+        """
+        operation = parse_operation(action, params, self._mapper.registry)
+        endpoint = self.endpoints.get(device_id)
+        if endpoint is None or endpoint.admission is not Admission.ACCEPTED:
+            raise OperationError(OperationFailure.INVALID, f"{device_id} is not an accepted client")
+        started = self._clock()
+        try:
+            async with asyncio.timeout(deadline):
+                answer = await self._operate(endpoint, operation, deadline)
+        except (ServerRequestError, TransportTimeout, TimeoutError) as err:
+            reason = str(err) or f"no answer within {deadline:g} s"
+            raise OperationError(OperationFailure.TIMEOUT, reason) from None
+        answer["path"] = str(operation.path)
+        answer["latency_ms"] = round((self._clock() - started) * 1000, 2)
+        return answer
+
+    async def _operate(
+        self, endpoint: Endpoint, operation: RawOperation, deadline: float
+    ) -> dict[str, Any]:
+        action, path = operation.action, operation.path
+        if action is RawAction.OBSERVE:
+            return await self._operate_observe(endpoint, path, deadline)
+        if action is RawAction.CANCEL_OBSERVE:
+            observing = path in endpoint.observe_sent or path in endpoint.observations
+            task = endpoint.observations.pop(path, None)
+            if task is not None:
+                task.cancel()
+            endpoint.observe_sent.discard(path)
+            registration = endpoint.registration
+            await self._wait_awake(endpoint, deadline)
+            if registration is not None:
+                await self.server.cancel_observation(registration, str(path), timeout=deadline)
+            return {"code": None, "was_observed": observing}
+        code, path, options = _raw_request(endpoint, operation, deadline)
+        response = await self._request(endpoint, code, path, **options)
+        if not response.success:
+            raise OperationError(
+                OperationFailure.REFUSED, response.describe(), code=response.code.dotted
+            )
+        answer: dict[str, Any] = {"code": response.code.dotted}
+        if action is RawAction.READ:
+            answer["values"] = self._operation_values(endpoint, path, response)
+        elif action is RawAction.DISCOVER:
+            answer["links"] = self._links(endpoint, response)
+        elif action is RawAction.CREATE and response.location:
+            answer["instance"] = "/" + "/".join(response.location[-2:])
+        return answer
+
+    async def _operate_observe(
+        self, endpoint: Endpoint, path: LwM2MPath, deadline: float
+    ) -> dict[str, Any]:
+        registration = endpoint.registration
+        if registration is None:
+            raise TransportTimeout("device not registered")
+        await self._wait_awake(endpoint, deadline)
+        old = endpoint.observations.pop(path, None)
+        if old is not None:
+            old.cancel()
+        endpoint.observe_sent.add(path)
+        first, notifications = await self.server.observe(
+            registration, str(path), timeout=deadline, accept=endpoint.accept
+        )
+        if not first.success:
+            endpoint.observe_sent.discard(path)
+            raise OperationError(OperationFailure.REFUSED, first.describe(), code=first.code.dotted)
+        values = self._operation_values(endpoint, path, first)
+        endpoint.observations[path] = self._spawn(self._follow(endpoint, path, notifications))
+        return {"code": first.code.dotted, "values": values}
+
+    def _operation_values(
+        self, endpoint: Endpoint, path: LwM2MPath, response: Response
+    ) -> dict[str, Any]:
+        """The answer's values by path, as response data; they update entities too."""
+        content_format = response.content_format
+        if content_format is None:
+            content_format = ContentFormat.TEXT if path.depth >= 3 else ContentFormat.TLV
+        try:
+            values = decode(content_format, response.payload, path, self._mapper.registry)
+        except CodecError as err:
+            raise OperationError(
+                OperationFailure.REFUSED, f"undecodable answer: {err}", code=response.code.dotted
+            ) from None
+        self._absorb(endpoint, path, response)
+        return {str(p): plain_value(v) for p, v in sorted(values.items())}
+
+    def _links(self, endpoint: Endpoint, response: Response) -> list[dict[str, Any]]:
+        registration = endpoint.registration
+        root = registration.objects.root if registration is not None else "/"
+        try:
+            links = parse_discover(response.payload, root)
+        except CodecError as err:
+            raise OperationError(
+                OperationFailure.REFUSED, f"undecodable answer: {err}", code=response.code.dotted
+            ) from None
+        return [{"path": str(link.path), "attributes": dict(link.attributes)} for link in links]
+
     def _check_expectations(self, endpoint: Endpoint, values: Mapping[LwM2MPath, Value]) -> None:
         for expectation, future in list(endpoint.expectations.values()):
             value = values.get(expectation.path, MISSING)
@@ -664,6 +771,43 @@ class _CommandTransport:
         if self._watch is not None:
             self._watch.cancel()
         self._endpoint.expectations.pop(self._key, None)
+
+
+def _raw_request(
+    endpoint: Endpoint, operation: RawOperation, deadline: float
+) -> tuple[aiocoap.numbers.codes.Code, LwM2MPath, dict[str, Any]]:
+    """Method, path and request options of a raw operation (observe/cancel excepted)."""
+    action, path = operation.action, operation.path
+    options: dict[str, Any] = {"timeout": deadline}
+    if action is RawAction.READ:
+        return aiocoap.GET, path, options
+    if action is RawAction.DISCOVER:
+        return aiocoap.GET, path, options | {"accept": ContentFormat.LINK_FORMAT}
+    if action is RawAction.WRITE_ATTRIBUTES:
+        return aiocoap.PUT, path, options | {"query": operation.query}
+    if action is RawAction.EXECUTE:
+        return aiocoap.POST, path, options | {"payload": operation.arguments.encode()}
+    if action is RawAction.DELETE:
+        return aiocoap.DELETE, path, options
+    # Write (replace: PUT), partial update and Create (POST) carry values.
+    base = path
+    if path.depth >= 3 and action is RawAction.WRITE:
+        content_format = endpoint.accept or ContentFormat.TEXT
+    elif action is RawAction.CREATE and operation.values and path.depth == 1:
+        base, content_format = _create_base(endpoint, operation)
+    else:
+        content_format = endpoint.accept or ContentFormat.TLV
+    payload = encode(content_format, operation.values, base) if operation.values else b""
+    code = aiocoap.PUT if action is RawAction.WRITE else aiocoap.POST
+    return code, path, options | {"payload": payload, "content_format": content_format}
+
+
+def _create_base(endpoint: Endpoint, operation: RawOperation) -> tuple[LwM2MPath, int]:
+    """A Create naming its instance is encoded below the object; one that lets the client
+    pick the id is resources only, which only TLV can say (values sit below a stand-in)."""
+    if operation.unnamed:
+        return next(iter(operation.values)).parent, ContentFormat.TLV
+    return operation.path, endpoint.accept or ContentFormat.TLV
 
 
 def _write_code(operation: Operation) -> aiocoap.numbers.codes.Code:
