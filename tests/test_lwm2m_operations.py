@@ -3,14 +3,19 @@ the project's simulated client over real UDP: the answer comes back to the autom
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import aiocoap
 import pytest
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from custom_components.iot_bridge.const import DOMAIN
+from custom_components.iot_bridge.core.lwm2m import ContentFormat
 from iot_bridge_sim.devices import sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mClient, Lwm2mOptions
 
@@ -156,3 +161,47 @@ async def test_bad_requests_and_refusals_are_clear_errors(
     with pytest.raises(HomeAssistantError, match="did not answer read of /3303/0/5700 in time"):
         await _operate(hass, "sensor1", "read", path="/3303/0/5700", deadline=0.5)
     assert events[-1]["outcome"] == "timeout"
+
+
+# -- LwM2M 1.1 Send ------------------------------------------------------------------------
+
+
+async def test_send_updates_entities_and_bad_sends_are_refused(
+    hass: HomeAssistant, client: Lwm2mClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Changed on the device without a notification: only the Send can tell Home Assistant.
+    client.model.state["temperature"] = 31.5
+    assert await client.send(["/3303/0/5700"]) == "2.04"
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "31.5", what="sent temperature")
+    client.model.state["temperature"] = 12.25
+    assert await client.send(["/3303/0"], content_format=ContentFormat.SENML_CBOR) == "2.04"
+    await wait_for(lambda: _state(hass, TEMPERATURE) == "12.25", what="SenML CBOR Send")
+
+    for _ in range(2):
+        answer = await client.send([], payload=b'[{"n":"/3303/0/5700","v":', content_format=110)
+        assert answer == "4.00"
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("dropped a Send" in r.getMessage() for r in warnings) == 1  # logged once
+    assert await client.send([], payload=b"21", content_format=0) == "4.15"
+    assert _state(hass, TEMPERATURE) == "12.25"
+
+
+async def test_send_from_an_unregistered_address_is_not_found(
+    hass: HomeAssistant, client: Lwm2mClient, unused_udp_port: int
+) -> None:
+    request = aiocoap.Message(
+        code=aiocoap.POST,
+        uri_path=("dp",),
+        payload=b'[{"n":"/3303/0/5700","v":99}]',
+        content_format=ContentFormat.SENML_JSON,
+    )
+    request.mtype, request.mid, request.token = aiocoap.CON, 4711, b"st"
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        stranger.setblocking(False)
+        stranger.bind(("127.0.0.1", 0))
+        await loop.sock_sendto(stranger, request.encode(), ("127.0.0.1", unused_udp_port))
+        data, _ = await asyncio.wait_for(loop.sock_recvfrom(stranger, 1500), 5)
+    answer = aiocoap.Message.decode(data)
+    assert answer.code == aiocoap.NOT_FOUND
+    assert _state(hass, TEMPERATURE) != "99"

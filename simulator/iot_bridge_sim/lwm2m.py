@@ -346,6 +346,26 @@ class Lwm2mClient:
         self.model.state |= values
         self._state_changed()
 
+    async def send(
+        self,
+        paths: Iterable[str],
+        *,
+        content_format: int = ContentFormat.SENML_JSON,
+        payload: bytes | None = None,
+    ) -> str | None:
+        """LwM2M 1.1 Send (`POST /dp`): the current values of `paths` in SenML, unasked.
+
+        `payload` replaces the encoded values (to send something malformed). Returns the
+        server's answer code ("2.04"), None without an answer.
+        """
+        if payload is None:
+            values: dict[LwM2MPath, Value] = {}
+            for path in paths:
+                values |= self.tree.read(LwM2MPath.parse(path))
+            payload = encode(content_format, values, LwM2MPath())
+        answer = await self._send("send", aiocoap.POST, ("dp",), [], payload, content_format)
+        return None if answer is None else answer.code.dotted
+
     def trigger_update(self) -> None:
         """Send an Update now (1/0/8 Registration Update Trigger does the same)."""
         self._kick.set()
@@ -1108,6 +1128,12 @@ class Lwm2mDeviceSimulator:
 
     def go_online(self) -> None:
         self._run(self.client.go_online)
+
+    def send(
+        self, paths: Iterable[str], *, content_format: int = ContentFormat.SENML_JSON
+    ) -> str | None:
+        result: str | None = self._call(self.client.send(paths, content_format=content_format))
+        return result
 
     def trigger_update(self) -> None:
         self._run(self.client.trigger_update)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import aiocoap
+from aiocoap.numbers.codes import Code
 
 from ..bridge import Admission, BridgeListener, OperationError, OperationFailure
 from ..commands import (
@@ -40,7 +41,7 @@ from .mapping import (
     rule_state_paths,
 )
 from .operations import RawAction, RawOperation, parse_operation, plain_value
-from .paths import LwM2MPath
+from .paths import ROOT, LwM2MPath
 from .registration import Registration
 from .server import Lwm2mServer, Response, ServerRequestError
 from .values import ResourceType, Value
@@ -257,6 +258,24 @@ class Lwm2mBridge:
         )
         self.store.set_available(registration.endpoint, False)
 
+    def sent(self, registration: Registration, content_format: int, payload: bytes) -> Code:
+        """LwM2M 1.1 Send: the values count like a notification's (entities update)."""
+        endpoint = self.endpoints.get(registration.endpoint)
+        if endpoint is None or endpoint.registration is None:  # pragma: no cover - registered
+            return aiocoap.NOT_FOUND
+        endpoint.registration = registration  # its address may have moved (NAT)
+        self._woke(endpoint)
+        if endpoint.admission is not Admission.ACCEPTED:
+            return aiocoap.FORBIDDEN
+        try:
+            values = decode(content_format, payload, ROOT, self._mapper.registry)
+        except CodecError as err:
+            self._reject(endpoint, "send", f"dropped a Send: {err}")
+            return aiocoap.BAD_REQUEST
+        self.rejects.accept(endpoint.name, "send")
+        self._take(endpoint, values)
+        return aiocoap.CHANGED
+
     def _woke(self, endpoint: Endpoint) -> None:
         endpoint.awake_until = self._clock() + self.settings.queue_awake
         endpoint.wake.set()
@@ -452,6 +471,10 @@ class Lwm2mBridge:
             self._reject(endpoint, "payload", f"dropped a payload for {path}: {err}")
             return
         self.rejects.accept(endpoint.name, "payload")
+        self._take(endpoint, values)
+
+    def _take(self, endpoint: Endpoint, values: Mapping[LwM2MPath, Value]) -> None:
+        """New values from the client: apply what changed, check pending confirmations."""
         changed = [p for p, v in values.items() if endpoint.values.get(p, MISSING) != v]
         endpoint.values.update(values)
         self._apply(endpoint, changed)
