@@ -7,6 +7,7 @@ protocol, and everything here speaks only `core.bridge.Bridge` and the core mode
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -23,7 +24,10 @@ from homeassistant.exceptions import (
 )
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import discovery_flow
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.util import dt as dt_util
 
 from .bridges import BridgeContext, build_bridge
 from .const import (
@@ -50,6 +54,7 @@ from .core.bridge import (
     Admission,
     BridgeAuthError,
     BridgeStartError,
+    LapseReporting,
     OperatingBridge,
     OperationError,
     OperationFailure,
@@ -62,6 +67,10 @@ type IotBridgeConfigEntry = ConfigEntry[IotBridgeHub]
 # Why a command was refused before anything was sent; each has its own translated message.
 REFUSED_DEVICE_OFFLINE = "device_offline"
 REFUSED_NOT_CONNECTED = "not_connected"
+
+# A device whose registration lapsed this long ago gets a repair issue.
+LAPSE_REPAIR_AFTER = timedelta(days=1)
+_LAPSE_CHECK_EVERY = timedelta(minutes=10)
 
 
 def iot_bridge_identifiers(
@@ -111,6 +120,8 @@ class IotBridgeHub:
         self._registry_ids: dict[str, str] = {}
         # Devices a discovery flow was started for in this run (one flow each).
         self._asked: set[str] = set()
+        # Devices with a "registration lapsed" repair issue open.
+        self._lapse_issues: set[str] = set()
         self._load_registry_ids()
         self.bridge = build_bridge(
             entry.data,
@@ -132,6 +143,10 @@ class IotBridgeHub:
     async def async_start(self) -> None:
         """Start the bridge; raise the exceptions Home Assistant expects while it cannot."""
         placeholders = {"target": self.bridge.describe()}
+        if isinstance(self.bridge, LapseReporting):
+            self.entry.async_on_unload(
+                async_track_time_interval(self.hass, self._check_lapsed, _LAPSE_CHECK_EVERY)
+            )
         try:
             await self.bridge.start()
         except BridgeAuthError as err:
@@ -155,6 +170,7 @@ class IotBridgeHub:
     async def async_forget_device(self, device_id: str) -> None:
         """The user deleted a device in Home Assistant: the protocol forgets it too."""
         self._registry_ids.pop(device_id, None)
+        self._close_lapse_issue(device_id)
         await self.bridge.forget_device(device_id)
 
     def device(self, device_id: str) -> Device | None:
@@ -367,8 +383,46 @@ class IotBridgeHub:
             registry.async_remove_device(registry_id)
 
     @callback
+    def _check_lapsed(self, now: datetime) -> None:
+        """Open a repair issue for each device whose registration lapsed over a day ago."""
+        bridge = self.bridge
+        if not isinstance(bridge, LapseReporting):
+            return
+        for device in list(bridge.devices.values()):
+            since = bridge.lapsed_since(device.device_id)
+            if since is None or device.device_id in self._lapse_issues:
+                continue
+            lapsed = dt_util.utc_from_timestamp(since)
+            if now - lapsed < LAPSE_REPAIR_AFTER:
+                continue
+            self._lapse_issues.add(device.device_id)
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self._lapse_issue_id(device.device_id),
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="registration_lapsed",
+                translation_placeholders={
+                    "device": device.name,
+                    "since": lapsed.isoformat(timespec="minutes"),
+                    "target": bridge.describe(),
+                },
+            )
+
+    def _lapse_issue_id(self, device_id: str) -> str:
+        return f"registration_lapsed_{self.entry.entry_id}_{device_id}"
+
+    def _close_lapse_issue(self, device_id: str) -> None:
+        # Also an issue from before a restart: the registry keeps issues, we do not.
+        self._lapse_issues.discard(device_id)
+        ir.async_delete_issue(self.hass, DOMAIN, self._lapse_issue_id(device_id))
+
+    @callback
     def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
         """Tell the device's entities; each refreshes only if its own value changed."""
+        if changed is None and device.available:
+            self._close_lapse_issue(device.device_id)
         async_dispatcher_send(
             self.hass, signal_device_update(self.entry.entry_id, device.device_id), changed
         )

@@ -109,3 +109,11 @@ class OperatingBridge(Bridge, Protocol):
         self, device_id: str, action: str, params: Mapping[str, Any], *, deadline: float
     ) -> dict[str, Any]:
         """Carry out one raw operation; its answer as response data, or OperationError."""
+
+
+@runtime_checkable
+class LapseReporting(Protocol):
+    """A bridge whose devices hold registrations that can lapse (LwM2M lifetimes)."""
+
+    def lapsed_since(self, device_id: str) -> float | None:
+        """Unix time the device's registration lapsed; None while registered."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import aiocoap
@@ -26,7 +28,7 @@ from ..commands import (
     TransportTimeout,
 )
 from ..devices import DeviceStore, RejectLog
-from ..model import Capability, Command, CommandReply, CommandResult, Device
+from ..model import Capability, CapabilityKind, Command, CommandReply, CommandResult, Device
 from .codec import ContentFormat, decode, encode
 from .errors import CodecError
 from .linkformat import parse_discover
@@ -59,6 +61,14 @@ _SHUTDOWN_BUDGET: Final = 3.0
 # After a command's request was accepted, the status is read again at these fractions of
 # the time left if no notification confirmed it; the last check decides "refused".
 _RECHECKS: Final = (0.5, 0.9)
+# Device management entities every LwM2M device gets (diagnostic sensors).
+KEY_LIFETIME: Final = "registration_lifetime"
+KEY_LAST_SEEN: Final = "last_seen"
+KEY_QUEUED: Final = "queued_requests"
+# Notifications refresh "last seen" at most this often (seconds): a state write per
+# notification would double Home Assistant's work for a busy fleet.
+_LAST_SEEN_EVERY: Final = 60.0
+_ASLEEP_MARGIN: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +104,12 @@ class Endpoint:
     awake_until: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     accept: int | None = None
+    # Requests held for a sleeping (queue-mode) client right now.
+    queued: int = 0
+    # When "last seen" was last published (monotonic), and when the registration lapsed
+    # (Unix time; None while registered or after a de-registration).
+    seen_published: float = -math.inf
+    lapsed_at: float | None = None
 
     def awake(self, now: float) -> bool:
         """Whether a request sent now reaches the client."""
@@ -212,7 +228,9 @@ class Lwm2mBridge:
             self.endpoints[registration.endpoint] = endpoint
         endpoint.registration = registration
         endpoint.accept = _preferred_format(registration)
+        endpoint.lapsed_at = None
         self._woke(endpoint)
+        self._seen(endpoint, force=True)
         # A new registration means the client forgot its observations.
         self._drop_observations(endpoint)
         if endpoint.admission is not Admission.ACCEPTED:
@@ -228,6 +246,7 @@ class Lwm2mBridge:
             return
         endpoint.registration = registration
         self._woke(endpoint)
+        self._seen(endpoint, force=True)
         if endpoint.admission is not Admission.ACCEPTED:
             return
         device = self.store.get(registration.endpoint)
@@ -247,6 +266,7 @@ class Lwm2mBridge:
         if endpoint is None or endpoint.registration is not registration:
             return
         endpoint.registration = None
+        endpoint.lapsed_at = time.time() if expired else None
         endpoint.wake.clear()
         if endpoint.setup is not None:
             endpoint.setup.cancel()
@@ -265,6 +285,7 @@ class Lwm2mBridge:
             return aiocoap.NOT_FOUND
         endpoint.registration = registration  # its address may have moved (NAT)
         self._woke(endpoint)
+        self._seen(endpoint, force=True)
         if endpoint.admission is not Admission.ACCEPTED:
             return aiocoap.FORBIDDEN
         try:
@@ -279,6 +300,34 @@ class Lwm2mBridge:
     def _woke(self, endpoint: Endpoint) -> None:
         endpoint.awake_until = self._clock() + self.settings.queue_awake
         endpoint.wake.set()
+
+    def lapsed_since(self, device_id: str) -> float | None:
+        """When the device's registration lapsed (Unix time), None while it is registered
+        or after it de-registered on purpose."""
+        endpoint = self.endpoints.get(device_id)
+        return None if endpoint is None else endpoint.lapsed_at
+
+    def _seen(self, endpoint: Endpoint, *, force: bool = False) -> None:
+        """Publish "last seen" (and the lifetime) of an accepted device."""
+        now = self._clock()
+        registration = endpoint.registration
+        if registration is None or self.store.get(endpoint.name) is None:
+            return
+        if not force and now - endpoint.seen_published < _LAST_SEEN_EVERY:
+            return
+        endpoint.seen_published = now
+        self.store.apply_state(
+            endpoint.name,
+            {
+                KEY_LAST_SEEN: datetime.now(UTC).isoformat(timespec="seconds"),
+                KEY_LIFETIME: registration.lifetime,
+            },
+        )
+
+    def _publish_queued(self, endpoint: Endpoint) -> None:
+        registration = endpoint.registration
+        if registration is not None and registration.queue_mode:
+            self.store.apply_state(endpoint.name, {KEY_QUEUED: endpoint.queued})
 
     # -- admission: read, map, observe ------------------------------------------------------
 
@@ -305,15 +354,19 @@ class Lwm2mBridge:
             )
         bindings = self._mapper.bindings(instances, endpoint.values, observed)
         endpoint.bindings = {binding.capability.key: binding for binding in bindings}
+        capabilities = {b.capability.key: b.capability for b in bindings}
+        capabilities |= _management_capabilities(registration)
         device = Device(
             device_id=endpoint.name,
             name=endpoint.name,
             info=device_info(endpoint.values),
-            capabilities={b.capability.key: b.capability for b in bindings},
+            capabilities=capabilities,
         )
         self.store.announce(device)
         self.store.set_available(endpoint.name, True)
         self._apply(endpoint, endpoint.values.keys())
+        self._seen(endpoint, force=True)
+        self._publish_queued(endpoint)
 
     async def _read_into(self, endpoint: Endpoint, path: LwM2MPath) -> None:
         """Read an instance; store what comes back (a failed read is logged once)."""
@@ -453,6 +506,7 @@ class Lwm2mBridge:
             registration = endpoint.registration
             if registration is not None:
                 self._woke(endpoint)
+                self._seen(endpoint)
             if notification.success:
                 self._absorb(endpoint, instance, notification)
         # The client ended it (RST, error answer): read again at its next Update.
@@ -502,17 +556,24 @@ class Lwm2mBridge:
 
     async def _wait_awake(self, endpoint: Endpoint, timeout: float) -> None:
         """Hold a request until a queue-mode client is listening, or give up at timeout."""
-        while not endpoint.awake(self._clock()):
-            endpoint.wake.clear()
-            try:
-                async with asyncio.timeout(max(0.0, timeout)):
+        if endpoint.awake(self._clock()):
+            return
+        endpoint.queued += 1
+        self._publish_queued(endpoint)
+        # Give up a moment before the caller's own deadline, so its outcome says why.
+        timeout -= min(_ASLEEP_MARGIN, timeout / 20)
+        try:
+            async with asyncio.timeout(max(0.0, timeout)):
+                while not endpoint.awake(self._clock()):
+                    endpoint.wake.clear()
                     await endpoint.wake.wait()
-            except TimeoutError:
-                raise TransportTimeout(
-                    "device asleep: it did not wake before the deadline"
-                ) from None
-            if endpoint.registration is None:
-                raise TransportTimeout("device not registered")
+                    if endpoint.registration is None:
+                        raise TransportTimeout("device not registered")
+        except TimeoutError:
+            raise TransportTimeout("device asleep: it did not wake before the deadline") from None
+        finally:
+            endpoint.queued -= 1
+            self._publish_queued(endpoint)
 
     async def _request(
         self,
@@ -831,6 +892,38 @@ def _create_base(endpoint: Endpoint, operation: RawOperation) -> tuple[LwM2MPath
     if operation.unnamed:
         return next(iter(operation.values)).parent, ContentFormat.TLV
     return operation.path, endpoint.accept or ContentFormat.TLV
+
+
+def _management_capabilities(registration: Registration) -> dict[str, Capability]:
+    """Diagnostic sensors of the registration itself (not of any object)."""
+    capabilities = [
+        Capability(
+            CapabilityKind.SENSOR,
+            KEY_LIFETIME,
+            name="Registration lifetime",
+            device_class="duration",
+            unit="s",
+            category="diagnostic",
+        ),
+        Capability(
+            CapabilityKind.SENSOR,
+            KEY_LAST_SEEN,
+            name="Last seen",
+            device_class="timestamp",
+            category="diagnostic",
+            enabled_by_default=False,
+        ),
+    ]
+    if registration.queue_mode:
+        capabilities.append(
+            Capability(
+                CapabilityKind.SENSOR,
+                KEY_QUEUED,
+                name="Requests waiting for wake-up",
+                category="diagnostic",
+            )
+        )
+    return {capability.key: capability for capability in capabilities}
 
 
 def _write_code(operation: Operation) -> aiocoap.numbers.codes.Code:
