@@ -181,7 +181,8 @@ async def test_queued_unlock_waits_for_the_wake_up_and_shows_it(
     await asyncio.wait_for(unlock, 5)
     assert _state(hass, LOCK_1) == LockState.UNLOCKED
     assert _state(hass, QUEUED) == "0"
-    assert len(_executes(client, "/10359/0/100")) == 1
+    posts = [r for r in client.received if r.method == "POST" and r.path == "/10359/0/100"]
+    assert [r.handling for r in posts] == ["served"]  # not sent again after the move
 
     # Read and Write wait for the wake-up the same way.
     await _asleep(hub)
@@ -220,3 +221,71 @@ async def test_queued_request_expires_and_is_never_delivered_late(
     assert not _executes(client, "/10351/0/100")
     assert not _executes(client, "/10359/1/100")
     assert client.executed == []
+
+
+# -- confirmed commands through Home Assistant ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason", "shown"),
+    [
+        ({"refuse": "door blocked"}, r"door blocked", LockState.LOCKED),
+        ({"jam": {"door1_lock"}}, r"accepted, but /10351/0/50 stayed", LockState.LOCKED),
+        # It acted without answering: the lock shows what the device then reported.
+        ({"silent": True}, r"did not confirm open of Door 1 in time", LockState.UNLOCKED),
+    ],
+    ids=["refused", "status-never-matches", "silent"],
+)
+async def test_lock_open_failures_name_device_and_reason(
+    hass: HomeAssistant,
+    hub: MockConfigEntry,
+    start_locker: StartLocker,
+    behaviour: dict[str, Any],
+    reason: str,
+    shown: LockState,
+) -> None:
+    client = await start_locker()
+    await wait_for(lambda: _state(hass, LOCK_1) == LockState.LOCKED)
+    for name, value in behaviour.items():
+        setattr(client.behaviour, name, value)
+    with pytest.raises(HomeAssistantError, match=rf"^locker1 .*{reason}") as failure:
+        await hass.services.async_call(LOCK_DOMAIN, "open", {ATTR_ENTITY_ID: LOCK_1}, blocking=True)
+    assert failure.value.translation_key is not None
+    assert _state(hass, LOCK_1) == shown
+    # An Execute goes out once: CoAP retransmits it, the client executes it at most once.
+    assert len([e for e in client.executed if e.path == "/10351/0/100"]) <= 1
+
+
+async def test_retransmitted_execute_runs_once(
+    hass: HomeAssistant, hub: MockConfigEntry, start_locker: StartLocker
+) -> None:
+    client = await start_locker()
+    await wait_for(lambda: _state(hass, LOCK_1) == LockState.LOCKED)
+    client.behaviour.drop_first = 1  # the first transmission is lost
+    await hass.services.async_call(LOCK_DOMAIN, "unlock", {ATTR_ENTITY_ID: LOCK_1}, blocking=True)
+    assert _state(hass, LOCK_1) == LockState.UNLOCKED
+    posts = [r for r in client.received if r.method == "POST" and r.path == "/10359/0/100"]
+    assert [r.handling for r in posts] == ["dropped", "served"]
+    assert len({r.message_id for r in posts}) == 1  # a retransmission, not a new request
+    assert [e.path for e in client.executed] == ["/10359/0/100"]
+
+
+@pytest.mark.parametrize("register", [False, True], ids=["update", "register"])
+async def test_new_address_in_the_middle_of_a_command_executes_once(
+    hass: HomeAssistant, hub: MockConfigEntry, start_locker: StartLocker, register: bool
+) -> None:
+    client = await start_locker()
+    await wait_for(lambda: _state(hass, LOCK_1) == LockState.LOCKED)
+    client.behaviour.status_delay = 0.6  # accepted at once, unlocked a little later
+    old_port = client.port
+    unlock = hass.async_create_task(
+        hass.services.async_call(LOCK_DOMAIN, "unlock", {ATTR_ENTITY_ID: LOCK_1}, blocking=True)
+    )
+    await wait_for(lambda: bool(_executes(client, "/10359/0/100")), what="the Execute")
+    await client.rebind(register=register)  # NAT rebinding: a new source port
+    assert client.port != old_port
+    await asyncio.wait_for(unlock, 5)  # the status seen at the new address confirms it
+    assert _state(hass, LOCK_1) == LockState.UNLOCKED
+    assert [e.path for e in client.executed] == ["/10359/0/100"]
+    posts = [r for r in client.received if r.method == "POST" and r.path == "/10359/0/100"]
+    assert [r.handling for r in posts] == ["served"]  # not sent again after the move

@@ -770,9 +770,16 @@ class _CommandTransport:
         self._operation = operation
         self._watch: asyncio.Task[None] | None = None
         self._key = ""
+        self._sent = False
 
     async def send_command(self, command: Command, *, attempt: int, expires_in: float) -> None:
         bridge, endpoint, operation = self._bridge, self._endpoint, self._operation
+        if self._sent and not operation.repeatable:
+            # The engine sends pending commands again when the client re-registers or
+            # updates (it may have missed them). An Execute carries no id a client could
+            # deduplicate: it goes out once, and its confirmation watch keeps running.
+            return
+        self._sent = True
         if operation.expect is not None and not self._key:
             self._key = command.command_id
             future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
