@@ -205,3 +205,17 @@ async def test_send_from_an_unregistered_address_is_not_found(
     answer = aiocoap.Message.decode(data)
     assert answer.code == aiocoap.NOT_FOUND
     assert _state(hass, TEMPERATURE) != "99"
+
+
+async def test_a_new_firmware_version_reaches_the_device_page(
+    hass: HomeAssistant, client: Lwm2mClient
+) -> None:
+    device = registry_device(hass, ENTRY_ID, "sensor1")
+    assert device is not None
+    assert device.sw_version != "2.0.0"
+    payload = b'[{"bn":"/3/0/","n":"3","vs":"2.0.0"}]'
+    assert await client.send([], payload=payload, content_format=110) == "2.04"
+    await wait_for(
+        lambda: getattr(registry_device(hass, ENTRY_ID, "sensor1"), "sw_version", None) == "2.0.0",
+        what="the device page's firmware version",
+    )

@@ -69,6 +69,7 @@ KEY_QUEUED: Final = "queued_requests"
 # notification would double Home Assistant's work for a busy fleet.
 _LAST_SEEN_EVERY: Final = 60.0
 _ASLEEP_MARGIN: Final = 0.05
+_DEVICE_OBJECT: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +534,17 @@ class Lwm2mBridge:
         endpoint.values.update(values)
         self._apply(endpoint, changed)
         self._check_expectations(endpoint, values)
+        if any(path.object_id == _DEVICE_OBJECT for path in changed):
+            self._refresh_info(endpoint)
+
+    def _refresh_info(self, endpoint: Endpoint) -> None:
+        """The Device object changed (a firmware update): the device page follows."""
+        device = self.store.get(endpoint.name)
+        if device is None:
+            return
+        info = device_info(endpoint.values, self._mapper.table)
+        if info != device.info:
+            self.store.announce(replace(device, info=info, state=dict(device.state)))
 
     def _apply(self, endpoint: Endpoint, paths: Iterable[LwM2MPath]) -> None:
         touched = set(paths)
@@ -973,6 +985,8 @@ def _endpoint_diagnostics(endpoint: Endpoint, now: float) -> dict[str, Any]:
         "registered": registration is not None,
         "observing": sorted(str(path) for path in endpoint.observations),
         "format": endpoint.accept,
+        "queued_requests": endpoint.queued,
+        "lapsed_at": endpoint.lapsed_at,
     }
     if registration is not None:
         info |= {
