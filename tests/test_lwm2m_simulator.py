@@ -60,6 +60,7 @@ class Events:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, Registration, Registration | None]] = []
+        self.sends: list[tuple[str, dict[LwM2MPath, Value]]] = []
 
     def registered(self, registration: Registration, previous: Registration | None) -> None:
         self.log.append(("registered", registration, previous))
@@ -69,6 +70,12 @@ class Events:
 
     def deregistered(self, registration: Registration, *, expired: bool) -> None:
         self.log.append(("expired" if expired else "deregistered", registration, None))
+
+    def sent(
+        self, registration: Registration, content_format: int, payload: bytes
+    ) -> aiocoap.numbers.codes.Code:
+        self.sends.append((registration.endpoint, decode(content_format, payload, P())))
+        return aiocoap.CHANGED
 
 
 class SimServer:
@@ -742,6 +749,19 @@ async def test_queue_mode_client_sleeps_between_wake_ups(
     mark = server.mark()
     await server.wait("updated", "locker1", after=mark, timeout=3)  # it wakes with an Update
     assert await server.read("locker1", "/3/0/0") == {"/3/0/0": "IoT Bridge demo"}
+
+
+@pytest.mark.parametrize("content_format", [SENML_JSON, SENML_CBOR])
+async def test_send_posts_current_values_to_dp(
+    server: SimServer, start_client: StartClient, content_format: int
+) -> None:
+    client = await start_client(sensor_node())
+    client.model.state["temperature"] = 19.75
+    assert await client.send(["/3303/0/5700", "/3/0/9"], content_format=content_format) == "2.04"
+    assert server.events.sends == [
+        ("sensor1", {P(3303, 0, 5700): 19.75, P(3, 0, 9): client.tree.read(P(3, 0, 9))[P(3, 0, 9)]})
+    ]
+    assert client.registrations[-1].operation == "send"
 
 
 async def test_rebind_updates_from_a_new_port_or_registers_anew(

@@ -358,6 +358,8 @@ class Lwm2mClient:
         `payload` replaces the encoded values (to send something malformed). Returns the
         server's answer code ("2.04"), None without an answer.
         """
+        if self.options.version == "1.0":
+            raise RuntimeError("Send is an LwM2M 1.1 operation; this client speaks 1.0")
         if payload is None:
             values: dict[LwM2MPath, Value] = {}
             for path in paths:
