@@ -6,6 +6,7 @@ protocol, and everything here speaks only `core.bridge.Bridge` and the core mode
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -282,6 +283,7 @@ class IotBridgeHub:
             )
         seconds = deadline or float(self.entry.options.get(CONF_DEADLINE, DEFAULT_DEADLINE))
         outcome, reason = "confirmed", ""
+        started = time.monotonic()
         try:
             answer = await bridge.operate(device.device_id, action, params, deadline=seconds)
         except OperationError as err:
@@ -315,6 +317,8 @@ class IotBridgeHub:
                     "action": action,
                     "outcome": outcome,
                     "reason": reason,
+                    "latency_ms": round((time.monotonic() - started) * 1000, 2),
+                    "attempts": 1,
                 },
             )
         return answer
