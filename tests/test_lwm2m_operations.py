@@ -148,6 +148,8 @@ async def test_bad_requests_and_refusals_are_clear_errors(
         await _operate(hass, "sensor1", "reboot", path="/3/0/4")
     with pytest.raises(ServiceValidationError, match="path of an resource"):
         await _operate(hass, "sensor1", "execute", path="/3/0")
+    with pytest.raises(ServiceValidationError, match="argument list"):
+        await _operate(hass, "sensor1", "execute", path="/31024/0/2", arguments="x=1")
     with pytest.raises(ServiceValidationError, match='"path" is required'):
         await _operate(hass, "sensor1", "read")
     with pytest.raises(ServiceValidationError, match="boolean"):

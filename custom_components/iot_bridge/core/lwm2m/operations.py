@@ -8,6 +8,7 @@ bridge sends it (bridge.py `operate`) and turns the answer into response data.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -50,6 +51,10 @@ _DEPTHS: Final[dict[RawAction, tuple[int, ...]]] = {
     RawAction.DELETE: (2,),
 }
 _MAX_ARGUMENTS: Final = 1024
+# LwM2M's Execute argument list: digit [ "=" "'" value "'" ], comma separated; a value is
+# printable ASCII without quotes.
+_ARGUMENT: Final = r"[0-9](='[ !#-&(-~]*')?"
+_ARGUMENT_LIST: Final = re.compile(rf"{_ARGUMENT}(,{_ARGUMENT})*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +120,15 @@ def _arguments(raw: object) -> str:
         return ""
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         raw = str(raw)
-    if not isinstance(raw, str) or len(raw) > _MAX_ARGUMENTS or not raw.isprintable():
-        raise _invalid('"arguments" must be a text such as "1" or "0=\'x\',1"')
+    if (
+        not isinstance(raw, str)
+        or len(raw) > _MAX_ARGUMENTS
+        or not (raw == "" or _ARGUMENT_LIST.fullmatch(raw))
+    ):
+        raise _invalid(
+            '"arguments" must be an LwM2M argument list: digits, each optionally with a '
+            'quoted value, separated by commas ("1", "0=\'x\',3")'
+        )
     return raw
 
 
