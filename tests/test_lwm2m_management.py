@@ -135,12 +135,24 @@ async def test_lifetime_last_seen_and_reboot_button(
 async def test_lapsed_registration_raises_a_repair_issue_until_it_registers(
     hass: HomeAssistant, hub: MockConfigEntry, start_locker: StartLocker
 ) -> None:
+    # The user enabled "Last seen" (it is disabled by default).
+    er.async_get(hass).async_get_or_create(
+        "sensor",
+        DOMAIN,
+        f"{ENTRY_ID}_locker1_last_seen",
+        suggested_object_id="locker1_last_seen",
+        config_entry=hub,
+    )
     client = await start_locker(lifetime=1)
     await wait_for(lambda: _state(hass, LOCK_1) == LockState.LOCKED)
+    assert _state(hass, LAST_SEEN) not in (None, "unknown", STATE_UNAVAILABLE)
     issues = ir.async_get(hass)
     issue_id = f"registration_lapsed_{ENTRY_ID}_locker1"
     client.go_offline()
     await wait_for(lambda: _state(hass, TEMPERATURE) == STATE_UNAVAILABLE, timeout=8)
+    last_seen = _state(hass, LAST_SEEN)  # still shown: when the device was last heard of
+    assert last_seen is not None
+    assert dt_util.parse_datetime(last_seen) is not None
     # Travel in time: the lapse happened 23 hours ago, then a day and a minute ago.
     endpoint = _bridge(hub).endpoints["locker1"]
     assert endpoint.lapsed_at is not None

@@ -931,6 +931,7 @@ def _management_capabilities(registration: Registration) -> dict[str, Capability
             device_class="timestamp",
             category="diagnostic",
             enabled_by_default=False,
+            kept_when_offline=True,
         ),
     ]
     if registration.queue_mode:
