@@ -15,7 +15,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from custom_components.iot_bridge.const import DOMAIN
-from custom_components.iot_bridge.core.lwm2m import ContentFormat
+from custom_components.iot_bridge.core.lwm2m import CodecError, ContentFormat, LwM2MPath
+from custom_components.iot_bridge.core.lwm2m.senml import decode_path_list, encode_path_list
 from iot_bridge_sim.devices import sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mClient, Lwm2mOptions
 
@@ -80,6 +81,14 @@ async def test_read_discover_and_write_return_the_answer(
     assert whole["values"]["/3303/0/5701"] == "Cel"
     assert events[0]["outcome"] == "confirmed"
     assert events[0]["path"] == "/3303/0/5700"
+
+    composite = await _operate(
+        hass, "sensor1", "read_composite", paths=["/3303/0/5700", "/3311/0/5851"]
+    )
+    assert composite["code"] == "2.05"
+    assert composite["values"] == {"/3303/0/5700": 23.5, "/3311/0/5851": 50}
+    fetches = [r for r in client.received if r.method == "FETCH"]
+    assert fetches[-1].content_format == ContentFormat.SENML_JSON  # what this client lists
 
     links = await _operate(hass, "sensor1", "discover", path="/3311/0")
     assert {link["path"] for link in links["links"]} >= {"/3311/0/5850", "/3311/0/5851"}
@@ -221,3 +230,15 @@ async def test_a_new_firmware_version_reaches_the_device_page(
         lambda: getattr(registry_device(hass, ENTRY_ID, "sensor1"), "sw_version", None) == "2.0.0",
         what="the device page's firmware version",
     )
+
+
+@pytest.mark.parametrize("cbor", [False, True], ids=["json", "cbor"])
+def test_composite_path_lists_round_trip_and_refuse_values(cbor: bool) -> None:
+    paths = [LwM2MPath(3, 0, 9), LwM2MPath(3303, 0), LwM2MPath(31024)]
+    assert decode_path_list(encode_path_list(paths, cbor=cbor), cbor=cbor) == paths
+    assert decode_path_list(b'[{"bn":"/3/0/","n":"1"},{"n":"2"}]', cbor=False) == [
+        LwM2MPath(3, 0, 1),
+        LwM2MPath(3, 0, 2),
+    ]
+    with pytest.raises(CodecError, match="only bn and n"):
+        decode_path_list(b'[{"n":"/3/0/1","v":1}]', cbor=False)

@@ -264,7 +264,7 @@ class IotBridgeHub:
         placeholders = {
             "device": device.name,
             "action": action,
-            "path": str(params.get("path", "")),
+            "path": _operation_path(params),
             "target": self.bridge.describe(),
         }
         bridge = self.bridge
@@ -490,6 +490,14 @@ class IotBridgeHub:
 def pending_device_unique_id(entry_id: str, device_id: str) -> str:
     """The unique id of the flow that asks about a device (and of its ignore entry)."""
     return f"device:{entry_id}:{device_id}"
+
+
+def _operation_path(params: dict[str, Any]) -> str:
+    """What an operation is about, for messages: its path, or a composite's paths."""
+    paths = params.get("paths")
+    if "path" not in params and isinstance(paths, list):
+        return ", ".join(str(path) for path in paths[:8])
+    return str(params.get("path", ""))
 
 
 # The iot_bridge_command event's outcome for each failed raw operation.

@@ -53,6 +53,7 @@ from custom_components.iot_bridge.core.lwm2m import (
     decode,
     encode,
 )
+from custom_components.iot_bridge.core.lwm2m.senml import decode_path_list
 
 from .behaviour import Behaviour
 from .devices import DeviceModel
@@ -724,6 +725,8 @@ class Lwm2mClient:
                 return await self._write(request, path, replace=False)
             if path.depth == 3:
                 return await self._execute(request, path)
+        if code == aiocoap.FETCH and path.depth == 0:
+            return self._read_composite(request)
         if code == aiocoap.DELETE and path.depth == 2:
             self.tree.delete(path)
             self._objects_changed()
@@ -758,6 +761,21 @@ class Lwm2mClient:
         payload, content_format = self._encode(path, accept)
         payload = self._corrupt(payload)
         return aiocoap.Message(code=aiocoap.CONTENT, payload=payload, content_format=content_format)
+
+    def _read_composite(self, request: aiocoap.Message) -> aiocoap.Message:
+        """LwM2M 1.1 Read-Composite: FETCH / with a SenML pack of paths, answered in SenML."""
+        content_format = self._payload_format(request)
+        if content_format not in (ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR):
+            raise Lwm2mError("4.15", "Read-Composite takes SenML JSON or CBOR")
+        paths = decode_path_list(request.payload, cbor=content_format == ContentFormat.SENML_CBOR)
+        values: dict[LwM2MPath, Value] = {}
+        for path in paths:
+            values |= self.tree.read(path)
+        accept = _int_or_none(request.opt.accept) or content_format
+        if accept not in (ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR):
+            raise Lwm2mError("4.06", "Read-Composite answers in SenML JSON or CBOR")
+        payload = encode(accept, values, LwM2MPath())
+        return aiocoap.Message(code=aiocoap.CONTENT, payload=payload, content_format=accept)
 
     def _discover(self, path: LwM2MPath) -> aiocoap.Message:
         if path.depth == 0 or path.depth > 3 or not self.tree.exists(path):

@@ -45,6 +45,7 @@ from .mapping import (
 from .operations import RawAction, RawOperation, parse_operation, plain_value
 from .paths import ROOT, LwM2MPath
 from .registration import Registration
+from .senml import encode_path_list
 from .server import Lwm2mServer, Response, ServerRequestError
 from .values import ResourceType, Value
 
@@ -710,7 +711,7 @@ class Lwm2mBridge:
                 OperationFailure.REFUSED, response.describe(), code=response.code.dotted
             )
         answer: dict[str, Any] = {"code": response.code.dotted}
-        if action is RawAction.READ:
+        if action in (RawAction.READ, RawAction.READ_COMPOSITE):
             answer["values"] = self._operation_values(endpoint, path, response)
         elif action is RawAction.DISCOVER:
             answer["links"] = self._links(endpoint, response)
@@ -884,6 +885,21 @@ def _raw_request(
     options: dict[str, Any] = {"timeout": deadline}
     if action is RawAction.READ:
         return aiocoap.GET, path, options
+    if action is RawAction.READ_COMPOSITE:
+        # FETCH to the root with the paths as a SenML pack, answered in the same format.
+        senml = endpoint.accept if endpoint.accept == ContentFormat.SENML_CBOR else None
+        content_format = senml or ContentFormat.SENML_JSON
+        payload = encode_path_list(operation.paths, cbor=senml is not None)
+        return (
+            aiocoap.FETCH,
+            path,
+            options
+            | {
+                "payload": payload,
+                "content_format": content_format,
+                "accept": content_format,
+            },
+        )
     if action is RawAction.DISCOVER:
         return aiocoap.GET, path, options | {"accept": ContentFormat.LINK_FORMAT}
     if action is RawAction.WRITE_ATTRIBUTES:

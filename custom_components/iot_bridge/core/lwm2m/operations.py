@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from ..bridge import OperationError, OperationFailure
-from .paths import LwM2MPath
+from .paths import ROOT, LwM2MPath
 from .registry import ObjectRegistry
 from .values import ObjectLink, Value, coerce
 
@@ -24,6 +24,7 @@ class RawAction(StrEnum):
     """The LwM2M operations `send_command` offers, by the name an automation uses."""
 
     READ = "read"
+    READ_COMPOSITE = "read_composite"
     WRITE = "write"
     WRITE_PARTIAL = "write_partial"
     EXECUTE = "execute"
@@ -51,6 +52,7 @@ _DEPTHS: Final[dict[RawAction, tuple[int, ...]]] = {
     RawAction.DELETE: (2,),
 }
 _MAX_ARGUMENTS: Final = 1024
+_MAX_PATHS: Final = 64
 # LwM2M's Execute argument list: digit [ "=" "'" value "'" ], comma separated; a value is
 # printable ASCII without quotes.
 _ARGUMENT: Final = r"[0-9](='[ !#-&(-~]*')?"
@@ -68,6 +70,8 @@ class RawOperation:
     query: tuple[str, ...] = ()
     # A Create that lets the client pick the instance id: `values` sit below instance 0.
     unnamed: bool = False
+    # Read-Composite: the paths asked for (the request itself goes to the root).
+    paths: tuple[LwM2MPath, ...] = ()
 
 
 def raw_actions() -> list[str]:
@@ -85,6 +89,8 @@ def parse_operation(
         raise _invalid(
             f"unknown action {action!r}; LwM2M offers {', '.join(raw_actions())}"
         ) from None
+    if raw_action is RawAction.READ_COMPOSITE:
+        return RawOperation(raw_action, ROOT, paths=_paths(params.get("paths")))
     path = _path(params.get("path"), raw_action)
     if raw_action is RawAction.EXECUTE:
         return RawOperation(raw_action, path, arguments=_arguments(params.get("arguments")))
@@ -113,6 +119,14 @@ def _path(raw: object, action: RawAction) -> LwM2MPath:
         allowed = " or ".join(levels[depth - 1] for depth in _DEPTHS[action])
         raise _invalid(f"{action} needs the path of an {allowed}, not {path}")
     return path
+
+
+def _paths(raw: object) -> tuple[LwM2MPath, ...]:
+    if not isinstance(raw, list | tuple) or not raw or len(raw) > _MAX_PATHS:
+        raise _invalid(
+            f'"paths" must list 1 to {_MAX_PATHS} paths, for example ["/3/0/9", "/3303/0/5700"]'
+        )
+    return tuple(_path(item, RawAction.READ) for item in raw)
 
 
 def _arguments(raw: object) -> str:
