@@ -873,12 +873,20 @@ async def test_cli_runs_lwm2m_clients_until_sigterm(server: SimServer) -> None:
         "7",
         "--notify",
         "non",
+        "--send",
+        "/3/0/9",
+        "--send-every",
+        "0.2",
     )
     try:
         await server.wait("registered", "locker7", timeout=15)
         await server.wait("registered", "sensor7", timeout=5)
         assert P(31024, 0) in server.registration("sensor7").objects.instance_paths()
         assert await server.read("sensor7", "/3304/0/5700") == {"/3304/0/5700": 45.0}
+        async with asyncio.timeout(5):  # both Send their battery level
+            while {name for name, _ in server.events.sends} != {"locker7", "sensor7"}:
+                await asyncio.sleep(0.02)
+        assert all(set(values) == {P(3, 0, 9)} for _, values in server.events.sends)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), 10)
