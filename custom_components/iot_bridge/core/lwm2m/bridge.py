@@ -66,8 +66,8 @@ _RECHECKS: Final = (0.5, 0.9)
 KEY_LIFETIME: Final = "registration_lifetime"
 KEY_LAST_SEEN: Final = "last_seen"
 KEY_QUEUED: Final = "queued_requests"
-# Notifications refresh "last seen" at most this often (seconds): a state write per
-# notification would double Home Assistant's work for a busy fleet.
+# Updates, Sends and notifications refresh "last seen" at most this often (seconds): a
+# state update per message would add Home Assistant work for every message of a fleet.
 _LAST_SEEN_EVERY: Final = 60.0
 _ASLEEP_MARGIN: Final = 0.05
 _DEVICE_OBJECT: Final = 3
@@ -248,7 +248,7 @@ class Lwm2mBridge:
             return
         endpoint.registration = registration
         self._woke(endpoint)
-        self._seen(endpoint, force=True)
+        self._seen(endpoint, force=registration.lifetime != previous.lifetime)
         if endpoint.admission is not Admission.ACCEPTED:
             return
         device = self.store.get(registration.endpoint)
@@ -287,7 +287,7 @@ class Lwm2mBridge:
             return aiocoap.NOT_FOUND
         endpoint.registration = registration  # its address may have moved (NAT)
         self._woke(endpoint)
-        self._seen(endpoint, force=True)
+        self._seen(endpoint)
         if endpoint.admission is not Admission.ACCEPTED:
             return aiocoap.FORBIDDEN
         try:
@@ -753,7 +753,8 @@ class Lwm2mBridge:
             raise OperationError(
                 OperationFailure.REFUSED, f"undecodable answer: {err}", code=response.code.dotted
             ) from None
-        self._absorb(endpoint, path, response)
+        self.rejects.accept(endpoint.name, "payload")
+        self._take(endpoint, values)
         return {str(p): plain_value(v) for p, v in sorted(values.items())}
 
     def _links(self, endpoint: Endpoint, response: Response) -> list[dict[str, Any]]:
