@@ -15,7 +15,14 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from custom_components.iot_bridge.const import DOMAIN
-from custom_components.iot_bridge.core.lwm2m import CodecError, ContentFormat, LwM2MPath
+from custom_components.iot_bridge.core.bridge import OperationError, OperationFailure
+from custom_components.iot_bridge.core.lwm2m import (
+    CodecError,
+    ContentFormat,
+    LwM2MPath,
+    default_registry,
+)
+from custom_components.iot_bridge.core.lwm2m.operations import parse_operation
 from custom_components.iot_bridge.core.lwm2m.senml import decode_path_list, encode_path_list
 from iot_bridge_sim.devices import sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mClient, Lwm2mOptions
@@ -242,3 +249,46 @@ def test_composite_path_lists_round_trip_and_refuse_values(cbor: bool) -> None:
     ]
     with pytest.raises(CodecError, match="only bn and n"):
         decode_path_list(b'[{"n":"/3/0/1","v":1}]', cbor=False)
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "message"),
+    [
+        ("write_attributes", {"path": "/3303/0/5700", "attributes": {"often": 1}}, "unknown"),
+        ("write_attributes", {"path": "/3303/0/5700", "attributes": {"pmin": "x"}}, "number"),
+        ("write_attributes", {"path": "/3303/0/5700"}, '"attributes"'),
+        ("write", {"path": "/3303/0/5700"}, '"value"'),
+        ("write_partial", {"path": "/3311/0", "values": {}}, '"values"'),
+        ("write_partial", {"path": "/3311/0", "values": {"x": 1}}, "not a resource id"),
+        ("create", {"path": "/31024", "values": {}, "instance": "7"}, "whole number"),
+        ("create", {"path": "/31024/0", "values": {}}, "object"),
+        ("delete", {"path": "/31024"}, "instance"),
+        ("read", {"path": "3303/0"}, "not an LwM2M path"),
+        ("read_composite", {"paths": []}, '"paths"'),
+        ("read_composite", {"paths": ["/3/0/9", "/x"]}, "not an LwM2M path"),
+    ],
+)
+def test_operation_parameters_are_checked_before_sending(
+    action: str, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(OperationError, match=message) as err:
+        parse_operation(action, params, default_registry())
+    assert err.value.failure is OperationFailure.INVALID
+
+
+def test_operation_parameters_become_requests() -> None:
+    registry = default_registry()
+    attributes = parse_operation(
+        "write_attributes",
+        {"path": "/3303/0/5700", "attributes": {"pmin": 5, "gt": 20.5, "st": None}},
+        registry,
+    )
+    assert attributes.query == ("pmin=5", "gt=20.5", "st")
+    partial = parse_operation(
+        "write_partial", {"path": "/3311/0", "values": {"5850": 1, "5851": 40}}, registry
+    )
+    assert partial.values == {LwM2MPath(3311, 0, 5850): True, LwM2MPath(3311, 0, 5851): 40}
+    created = parse_operation(
+        "create", {"path": "/31024", "values": {"1": "x"}, "instance": 3}, registry
+    )
+    assert (created.values, created.unnamed) == ({LwM2MPath(31024, 3, 1): "x"}, False)
