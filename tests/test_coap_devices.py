@@ -15,7 +15,7 @@ from homeassistant.components.lock.const import LockState
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import (
@@ -283,6 +283,25 @@ async def test_send_command_response(
     assert response["status"] == "confirmed"
     assert response["state"] == {"door1_lock": "unlocked"}
     assert _state(hass, "lock.parcel_locker_door_1") == LockState.UNLOCKED
+
+
+async def test_send_command_without_capability_is_refused_clearly(
+    hass: HomeAssistant, locker: CoapDeviceSimulator, locker_hub: MockConfigEntry
+) -> None:
+    """Path-addressed operations are LwM2M's: a CoAP device refuses them before sending."""
+    device = registry_device(hass, ENTRY_ID, "locker1")
+    assert device is not None
+    sent = len(locker.received)
+    with pytest.raises(ServiceValidationError, match="no path-addressed operations") as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "send_command",
+            {"device_id": device.id, "action": "read", "params": {"path": "/3/0/0"}},
+            blocking=True,
+            return_response=True,
+        )
+    assert err.value.translation_key == "operations_not_supported"
+    assert len(locker.received) == sent
 
 
 async def test_refused(

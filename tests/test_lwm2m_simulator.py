@@ -60,6 +60,7 @@ class Events:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, Registration, Registration | None]] = []
+        self.sends: list[tuple[str, dict[LwM2MPath, Value]]] = []
 
     def registered(self, registration: Registration, previous: Registration | None) -> None:
         self.log.append(("registered", registration, previous))
@@ -69,6 +70,12 @@ class Events:
 
     def deregistered(self, registration: Registration, *, expired: bool) -> None:
         self.log.append(("expired" if expired else "deregistered", registration, None))
+
+    def sent(
+        self, registration: Registration, content_format: int, payload: bytes
+    ) -> aiocoap.numbers.codes.Code:
+        self.sends.append((registration.endpoint, decode(content_format, payload, P())))
+        return aiocoap.CHANGED
 
 
 class SimServer:
@@ -744,6 +751,19 @@ async def test_queue_mode_client_sleeps_between_wake_ups(
     assert await server.read("locker1", "/3/0/0") == {"/3/0/0": "IoT Bridge demo"}
 
 
+@pytest.mark.parametrize("content_format", [SENML_JSON, SENML_CBOR])
+async def test_send_posts_current_values_to_dp(
+    server: SimServer, start_client: StartClient, content_format: int
+) -> None:
+    client = await start_client(sensor_node())
+    client.model.state["temperature"] = 19.75
+    assert await client.send(["/3303/0/5700", "/3/0/9"], content_format=content_format) == "2.04"
+    assert server.events.sends == [
+        ("sensor1", {P(3303, 0, 5700): 19.75, P(3, 0, 9): client.tree.read(P(3, 0, 9))[P(3, 0, 9)]})
+    ]
+    assert client.registrations[-1].operation == "send"
+
+
 async def test_rebind_updates_from_a_new_port_or_registers_anew(
     server: SimServer, start_client: StartClient
 ) -> None:
@@ -853,12 +873,20 @@ async def test_cli_runs_lwm2m_clients_until_sigterm(server: SimServer) -> None:
         "7",
         "--notify",
         "non",
+        "--send",
+        "/3/0/9",
+        "--send-every",
+        "0.2",
     )
     try:
         await server.wait("registered", "locker7", timeout=15)
         await server.wait("registered", "sensor7", timeout=5)
         assert P(31024, 0) in server.registration("sensor7").objects.instance_paths()
         assert await server.read("sensor7", "/3304/0/5700") == {"/3304/0/5700": 45.0}
+        async with asyncio.timeout(5):  # both Send their battery level
+            while {name for name, _ in server.events.sends} != {"locker7", "sensor7"}:
+                await asyncio.sleep(0.02)
+        assert all(set(values) == {P(3, 0, 9)} for _, values in server.events.sends)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), 10)

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
+
+from custom_components.iot_bridge.const import DOMAIN
 
 from .common import registry_device, setup_entry, wait_for
 from .test_lwm2m_hub import ENTRY_ID, _free_udp_port, _state, lwm2m_entry
@@ -33,6 +36,7 @@ CLIENT = ROOT / "tests" / "third_party" / "lwm2m_node_client.js"
 ENDPOINT = "nodeclient1"
 TEMPERATURE = "sensor.nodeclient1_temperature"
 VENDOR = "sensor.nodeclient1_object_32769_0_resource_1"
+RUNS = "sensor.nodeclient1_object_32769_0_resource_3"
 
 
 @pytest.fixture
@@ -104,6 +108,31 @@ async def test_node_client_appears_with_live_values(
     assert _state(hass, VENDOR) == "vendor-reading"
     observing = bridge.diagnostics()["endpoints"][ENDPOINT]["observing"]
     assert {"/3303/0/5700", "/32769/0/1"} <= set(observing), observing
+
+    # An executable resource run from Home Assistant, the outcome reported back.
+    answer = await hass.services.async_call(
+        DOMAIN,
+        "send_command",
+        {
+            "device_id": device.id,
+            "action": "execute",
+            "params": {"path": "/32769/0/2", "arguments": "5"},
+        },
+        blocking=True,
+        return_response=True,
+    )
+    assert answer is not None
+    assert answer["code"] == "2.04"
+    await wait_for(lambda: "executed /32769/0/2 5" in log.read_text(), what=said)
+    await wait_for(lambda: _state(hass, RUNS) == "1", what="the run counter's notification")
+    with pytest.raises(HomeAssistantError, match=r"refused execute of /32769/0/1: 4\.05"):
+        await hass.services.async_call(
+            DOMAIN,
+            "send_command",
+            {"device_id": device.id, "action": "execute", "params": {"path": "/32769/0/1"}},
+            blocking=True,
+        )
+    assert log.read_text().count("executed") == 1
 
     # A live value: the client changes its temperature and notifies.
     process.stdin.write(b"temperature 24.25\n")

@@ -58,7 +58,7 @@ def test_the_code_is_understood() -> None:
     assert ("options", "step", "init") in usage.paths
     assert ("selector", "admission", "options", "accept_all") in usage.paths
     patterns = [p for path in usage.paths for p in path if isinstance(p, re.Pattern)]
-    assert [p.pattern for p in patterns] == ["command_[a-z0-9_]+"]
+    assert sorted(p.pattern for p in patterns) == ["command_[a-z0-9_]+", "operation_[a-z0-9_]+"]
     assert usage.services == {"send_command"}
     assert {"host", "client_id", "admission", "pmax"} <= usage.flow_fields
     assert "connectivity" in usage.entity_keys

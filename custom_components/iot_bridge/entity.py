@@ -125,6 +125,7 @@ class IotBridgeEntity(Entity):
             # Commands without confirmation are sent and assumed to have worked.
             self._attr_assumed_state = True
         self._commandable = capability.writable
+        self._kept_when_offline = capability.kept_when_offline
         if capability.category is not None:
             self._attr_entity_category = EntityCategory(capability.category)
         self._attr_entity_registry_enabled_default = capability.enabled_by_default
@@ -145,7 +146,7 @@ class IotBridgeEntity(Entity):
         """The last reported value (already checked by core/values.py); None while the
         device cannot be reached, since nobody can vouch for it then."""
         device = self.device
-        if device is None or not self.hub.reachable(device):
+        if device is None or not (self._kept_when_offline or self.hub.reachable(device)):
             return None
         return device.state.get(self.key)
 
@@ -162,7 +163,7 @@ class IotBridgeEntity(Entity):
         device = self.device
         if device is None:
             return False
-        return self._commandable or self.hub.reachable(device)
+        return self._commandable or self._kept_when_offline or self.hub.reachable(device)
 
     async def async_added_to_hass(self) -> None:
         """Follow the device's updates, the connection, and the capability's removal."""

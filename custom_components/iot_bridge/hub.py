@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -20,10 +21,14 @@ from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
     ConfigEntryNotReady,
     HomeAssistantError,
+    ServiceValidationError,
 )
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import discovery_flow
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.util import dt as dt_util
 
 from .bridges import BridgeContext, build_bridge
 from .const import (
@@ -46,7 +51,15 @@ from .const import (
     PROTOCOL_LWM2M,
     PROTOCOL_MQTT,
 )
-from .core.bridge import Admission, BridgeAuthError, BridgeStartError
+from .core.bridge import (
+    Admission,
+    BridgeAuthError,
+    BridgeStartError,
+    LapseReporting,
+    OperatingBridge,
+    OperationError,
+    OperationFailure,
+)
 from .core.commands import CommandEngine
 from .core.health import DAY, CommandHealth, Outcome
 from .core.model import Capability, Command, CommandResult, Device
@@ -57,6 +70,10 @@ type IotBridgeConfigEntry = ConfigEntry[IotBridgeHub]
 # Why a command was refused before anything was sent; each has its own translated message.
 REFUSED_DEVICE_OFFLINE = "device_offline"
 REFUSED_NOT_CONNECTED = "not_connected"
+
+# A device whose registration lapsed this long ago gets a repair issue.
+LAPSE_REPAIR_AFTER = timedelta(days=1)
+_LAPSE_CHECK_EVERY = timedelta(minutes=10)
 
 
 def iot_bridge_identifiers(
@@ -115,6 +132,8 @@ class IotBridgeHub:
         self.health: dict[str, CommandHealth] = {}
         # Wall clock of the health figures (tests move it forward by a day).
         self.clock: Callable[[], float] = time.time
+        # Devices with a "registration lapsed" repair issue open.
+        self._lapse_issues: set[str] = set()
         self._load_registry_ids()
         self.bridge = build_bridge(
             entry.data,
@@ -136,6 +155,10 @@ class IotBridgeHub:
     async def async_start(self) -> None:
         """Start the bridge; raise the exceptions Home Assistant expects while it cannot."""
         placeholders = {"target": self.bridge.describe()}
+        if isinstance(self.bridge, LapseReporting):
+            self.entry.async_on_unload(
+                async_track_time_interval(self.hass, self._check_lapsed, _LAPSE_CHECK_EVERY)
+            )
         try:
             await self.bridge.start()
         except BridgeAuthError as err:
@@ -163,6 +186,7 @@ class IotBridgeHub:
         self._registry_ids.pop(device_id, None)
         self.health.pop(device_id, None)
         async_sync_device_timeouts(self.hass, self.entry.entry_id, device_id, "", timing_out=False)
+        self._close_lapse_issue(device_id)
         await self.bridge.forget_device(device_id)
 
     def device(self, device_id: str) -> Device | None:
@@ -276,6 +300,77 @@ class IotBridgeHub:
             raise command_error(device, capability, result, self.bridge.describe())
         return result
 
+    async def async_operate(
+        self,
+        device: Device,
+        action: str,
+        params: dict[str, Any],
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """A path-addressed protocol operation (LwM2M read, write, ...): its answer, or a
+        translated error naming the device, the path and the reason."""
+        placeholders = {
+            "device": device.name,
+            "action": action,
+            "path": _operation_path(params),
+            "target": self.bridge.describe(),
+        }
+        bridge = self.bridge
+        if not isinstance(bridge, OperatingBridge):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="operations_not_supported",
+                translation_placeholders=placeholders,
+            )
+        if not self.reachable(device):
+            key = "command_not_connected" if not bridge.connected else "command_device_offline"
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key=key,
+                translation_placeholders={**placeholders, "capability": placeholders["path"]},
+            )
+        seconds = deadline or float(self.entry.options.get(CONF_DEADLINE, DEFAULT_DEADLINE))
+        outcome, reason = "confirmed", ""
+        started = time.monotonic()
+        try:
+            answer = await bridge.operate(device.device_id, action, params, deadline=seconds)
+        except OperationError as err:
+            outcome, reason = _OPERATION_OUTCOMES.get(err.failure, "rejected"), err.reason
+            error_type = (
+                ServiceValidationError
+                if err.failure is OperationFailure.INVALID
+                else HomeAssistantError
+            )
+            raise error_type(
+                translation_domain=DOMAIN,
+                translation_key=f"operation_{err.failure.value}",
+                translation_placeholders={**placeholders, "reason": err.reason},
+            ) from err
+        finally:
+            LOGGER.debug(
+                "Operation %s %s on %s: %s %s",
+                action,
+                placeholders["path"],
+                device.device_id,
+                outcome,
+                reason,
+            )
+            self.hass.bus.async_fire(
+                EVENT_COMMAND,
+                {
+                    "device_id": self.device_registry_id(device.device_id),
+                    "iot_bridge_device": device.device_id,
+                    "capability": None,
+                    "path": placeholders["path"],
+                    "action": action,
+                    "outcome": outcome,
+                    "reason": reason,
+                    "latency_ms": round((time.monotonic() - started) * 1000, 2),
+                    "attempts": 1,
+                },
+            )
+        return answer
+
     def device_registry_id(self, device_id: str) -> str | None:
         """Home Assistant's device registry id for a protocol device id."""
         return self._registry_ids.get(device_id)
@@ -342,8 +437,46 @@ class IotBridgeHub:
             registry.async_remove_device(registry_id)
 
     @callback
+    def _check_lapsed(self, now: datetime) -> None:
+        """Open a repair issue for each device whose registration lapsed over a day ago."""
+        bridge = self.bridge
+        if not isinstance(bridge, LapseReporting):
+            return
+        for device in list(bridge.devices.values()):
+            since = bridge.lapsed_since(device.device_id)
+            if since is None or device.device_id in self._lapse_issues:
+                continue
+            lapsed = dt_util.utc_from_timestamp(since)
+            if now - lapsed < LAPSE_REPAIR_AFTER:
+                continue
+            self._lapse_issues.add(device.device_id)
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self._lapse_issue_id(device.device_id),
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="registration_lapsed",
+                translation_placeholders={
+                    "device": device.name,
+                    "since": lapsed.isoformat(timespec="minutes"),
+                    "target": bridge.describe(),
+                },
+            )
+
+    def _lapse_issue_id(self, device_id: str) -> str:
+        return f"registration_lapsed_{self.entry.entry_id}_{device_id}"
+
+    def _close_lapse_issue(self, device_id: str) -> None:
+        # Also an issue from before a restart: the registry keeps issues, we do not.
+        self._lapse_issues.discard(device_id)
+        ir.async_delete_issue(self.hass, DOMAIN, self._lapse_issue_id(device_id))
+
+    @callback
     def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
         """Tell the device's entities; each refreshes only if its own value changed."""
+        if changed is None and device.available:
+            self._close_lapse_issue(device.device_id)
         async_dispatcher_send(
             self.hass, signal_device_update(self.entry.entry_id, device.device_id), changed
         )
@@ -413,6 +546,22 @@ def pending_device_unique_id(entry_id: str, device_id: str) -> str:
     """The unique id of the flow that asks about a device (and of its ignore entry)."""
     return f"device:{entry_id}:{device_id}"
 
+
+def _operation_path(params: dict[str, Any]) -> str:
+    """What an operation is about, for messages: its path, or a composite's paths."""
+    paths = params.get("paths")
+    if "path" not in params and isinstance(paths, list):
+        return ", ".join(str(path) for path in paths[:8])
+    return str(params.get("path", ""))
+
+
+# The iot_bridge_command event's outcome for each failed raw operation.
+_OPERATION_OUTCOMES = {
+    OperationFailure.INVALID: "rejected",
+    OperationFailure.REFUSED: "rejected",
+    OperationFailure.TIMEOUT: "timeout",
+    OperationFailure.NOT_SUPPORTED: "rejected",
+}
 
 # Failed outcomes whose cause has a message of its own; the rest use their status's.
 _ERROR_KEYS = {

@@ -31,7 +31,9 @@ ATTR_DEADLINE = "deadline"
 SEND_COMMAND_SCHEMA = vol.Schema(
     {
         vol.Required(ATTR_DEVICE_ID): cv.string,
-        vol.Required(ATTR_CAPABILITY): cv.string,
+        # Without a capability, the action is a path-addressed protocol operation
+        # (LwM2M: read, write, execute, ...; params name the path).
+        vol.Optional(ATTR_CAPABILITY): cv.string,
         vol.Required(ATTR_ACTION): cv.string,
         vol.Optional(ATTR_PARAMS, default=dict): dict,
         vol.Optional(ATTR_DEADLINE): vol.All(vol.Coerce(float), vol.Range(min=0.1, max=600)),
@@ -94,6 +96,10 @@ def _validate_params(capability: Capability, action: str, params: dict[str, Any]
 async def _async_send_command(call: ServiceCall) -> ServiceResponse:
     hub, device = _resolve_target(call.hass, call.data[ATTR_DEVICE_ID])
     action = call.data[ATTR_ACTION]
+    if ATTR_CAPABILITY not in call.data:
+        return await hub.async_operate(
+            device, action, call.data[ATTR_PARAMS], deadline=call.data.get(ATTR_DEADLINE)
+        )
     capability = _resolve_capability(device, call.data[ATTR_CAPABILITY], action)
     params: dict[str, Any] = call.data[ATTR_PARAMS]
     _validate_params(capability, action, params)

@@ -53,6 +53,7 @@ from custom_components.iot_bridge.core.lwm2m import (
     decode,
     encode,
 )
+from custom_components.iot_bridge.core.lwm2m.senml import decode_path_list
 
 from .behaviour import Behaviour
 from .devices import DeviceModel
@@ -345,6 +346,28 @@ class Lwm2mClient:
         """A change on the device itself (a door pushed shut): observers are notified."""
         self.model.state |= values
         self._state_changed()
+
+    async def send(
+        self,
+        paths: Iterable[str],
+        *,
+        content_format: int = ContentFormat.SENML_JSON,
+        payload: bytes | None = None,
+    ) -> str | None:
+        """LwM2M 1.1 Send (`POST /dp`): the current values of `paths` in SenML, unasked.
+
+        `payload` replaces the encoded values (to send something malformed). Returns the
+        server's answer code ("2.04"), None without an answer.
+        """
+        if self.options.version == "1.0":
+            raise RuntimeError("Send is an LwM2M 1.1 operation; this client speaks 1.0")
+        if payload is None:
+            values: dict[LwM2MPath, Value] = {}
+            for path in paths:
+                values |= self.tree.read(LwM2MPath.parse(path))
+            payload = encode(content_format, values, LwM2MPath())
+        answer = await self._send("send", aiocoap.POST, ("dp",), [], payload, content_format)
+        return None if answer is None else answer.code.dotted
 
     def trigger_update(self) -> None:
         """Send an Update now (1/0/8 Registration Update Trigger does the same)."""
@@ -702,6 +725,8 @@ class Lwm2mClient:
                 return await self._write(request, path, replace=False)
             if path.depth == 3:
                 return await self._execute(request, path)
+        if code == aiocoap.FETCH and path.depth == 0:
+            return self._read_composite(request)
         if code == aiocoap.DELETE and path.depth == 2:
             self.tree.delete(path)
             self._objects_changed()
@@ -736,6 +761,21 @@ class Lwm2mClient:
         payload, content_format = self._encode(path, accept)
         payload = self._corrupt(payload)
         return aiocoap.Message(code=aiocoap.CONTENT, payload=payload, content_format=content_format)
+
+    def _read_composite(self, request: aiocoap.Message) -> aiocoap.Message:
+        """LwM2M 1.1 Read-Composite: FETCH / with a SenML pack of paths, answered in SenML."""
+        content_format = self._payload_format(request)
+        if content_format not in (ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR):
+            raise Lwm2mError("4.15", "Read-Composite takes SenML JSON or CBOR")
+        paths = decode_path_list(request.payload, cbor=content_format == ContentFormat.SENML_CBOR)
+        values: dict[LwM2MPath, Value] = {}
+        for path in paths:
+            values |= self.tree.read(path)
+        accept = _int_or_none(request.opt.accept) or content_format
+        if accept not in (ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR):
+            raise Lwm2mError("4.06", "Read-Composite answers in SenML JSON or CBOR")
+        payload = encode(accept, values, LwM2MPath())
+        return aiocoap.Message(code=aiocoap.CONTENT, payload=payload, content_format=accept)
 
     def _discover(self, path: LwM2MPath) -> aiocoap.Message:
         if path.depth == 0 or path.depth > 3 or not self.tree.exists(path):
@@ -1108,6 +1148,12 @@ class Lwm2mDeviceSimulator:
 
     def go_online(self) -> None:
         self._run(self.client.go_online)
+
+    def send(
+        self, paths: Iterable[str], *, content_format: int = ContentFormat.SENML_JSON
+    ) -> str | None:
+        result: str | None = self._call(self.client.send(paths, content_format=content_format))
+        return result
 
     def trigger_update(self) -> None:
         self._run(self.client.trigger_update)

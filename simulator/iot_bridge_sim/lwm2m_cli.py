@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="move to a new source port every SECONDS (NAT rebinding)",
     )
+    parser.add_argument(
+        "--send",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="LwM2M 1.1 Send (POST /dp, SenML JSON) of PATH's values every --send-every seconds",
+    )
+    parser.add_argument("--send-every", type=float, default=10.0, metavar="SECONDS")
     return parser
 
 
@@ -128,6 +136,8 @@ def build_clients(args: argparse.Namespace, printer: Printer | None = None) -> l
 
 async def run(args: argparse.Namespace) -> int:
     try:
+        if args.send and args.lwm2m_version == "1.0":
+            raise ValueError("--send needs --lwm2m-version 1.1 (Send is LwM2M 1.1)")
         clients = build_clients(args)
     except ValueError as err:
         print(f"cannot start: {err}", file=sys.stderr)
@@ -142,16 +152,20 @@ async def run(args: argparse.Namespace) -> int:
     rebinding = None
     if args.rebind_every:
         rebinding = asyncio.create_task(_rebind_forever(clients, args.rebind_every))
+    sending = None
+    if args.send:
+        sending = asyncio.create_task(_send_forever(clients, args.send, args.send_every))
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), args.offline_after)
     if not done.is_set():  # --offline-after elapsed
         for client in clients:
             client.go_offline()
         await done.wait()
-    if rebinding is not None:
-        rebinding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await rebinding
+    for task in (rebinding, sending):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     for client in clients:
         await client.stop()
     return 0
@@ -162,6 +176,14 @@ async def _rebind_forever(clients: list[Lwm2mClient], every: float) -> None:
         await asyncio.sleep(every)
         for client in clients:
             await client.rebind()
+
+
+async def _send_forever(clients: list[Lwm2mClient], paths: list[str], every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        for client in clients:
+            if client.registration_id is not None and not client.offline:
+                await client.send(paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,8 @@
 // It creates a Device object (3/0), an IPSO temperature (3303/0) and a vendor object IoT
 // Bridge has no definition for (32769/0), registers, and prints "registered" on stdout.
 // Each stdin line "temperature VALUE" changes 3303/0/5700 (observers are notified);
+// an Execute of 32769/0/2 counts up 32769/0/3 and prints "executed /32769/0/2 ARGS",
+// an Execute of any other resource is refused with 4.05 (through the library's handler);
 // stdin closing de-registers and exits. The library is found through NODE_PATH (scripts/setup
 // installs it into .cache/npm/node_modules); LWM2M_NODE_LOG=DEBUG shows its log.
 'use strict';
@@ -41,7 +43,9 @@ const RESOURCES = [
   ['/3303/0', '5700', process.env.LWM2M_NODE_TEMPERATURE || '21.5'],
   ['/3303/0', '5701', 'Cel'],
   ['/32769/0', '1', 'vendor-reading'],
+  ['/32769/0', '3', '0'],
 ];
+let runs = 0;
 
 function fail(what, error) {
   console.error(`${what} failed: ${error && (error.message || error.name || error)}`);
@@ -64,6 +68,17 @@ const sets = RESOURCES.map(
 step([...creates, ...sets], () => {
   client.register(server.hostname, server.port, '', endpoint, (error, device) => {
     if (error) fail('register', error);
+    client.setHandler(device.serverInfo, 'execute', (type, id, resource, args, done) => {
+      if (String(type) !== '32769' || String(resource) !== '2') {
+        done({ name: 'NOT_ALLOWED', code: '4.05' });
+        return;
+      }
+      runs += 1;
+      client.registry.setResource('/32769/0', '3', String(runs), (err) => {
+        console.log(`executed /32769/0/2 ${args || ''}`.trim());
+        done(err);
+      });
+    });
     console.log(`registered ${device.location}`);
     const lines = readline.createInterface({ input: process.stdin });
     lines.on('line', (line) => {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .model import Capability, Command, CommandResult, Device
 
@@ -35,6 +35,25 @@ class BridgeStartError(Exception):
 
 class BridgeAuthError(BridgeStartError):
     """The peer refused our credentials: retrying cannot help, the user must act."""
+
+
+class OperationFailure(StrEnum):
+    """Why a raw protocol operation (`Bridge.operate`) did not succeed."""
+
+    INVALID = "invalid"  # the request itself is wrong: nothing was sent
+    REFUSED = "refused"  # the device answered with an error
+    TIMEOUT = "timeout"  # no answer within the deadline (or the device slept through it)
+    NOT_SUPPORTED = "not_supported"  # this protocol has no raw operations
+
+
+class OperationError(Exception):
+    """A raw operation failed; str() is the reason, `code` the device's answer if any."""
+
+    def __init__(self, failure: OperationFailure, reason: str, *, code: str = "") -> None:
+        super().__init__(reason)
+        self.failure = failure
+        self.reason = reason
+        self.code = code
 
 
 class BridgeListener(Protocol):
@@ -93,3 +112,21 @@ class Bridge(Protocol):
 
         Addresses may appear under the keys `host`, `address`; the caller redacts those.
         """
+
+
+@runtime_checkable
+class OperatingBridge(Bridge, Protocol):
+    """A bridge whose protocol has path-addressed operations (LwM2M's read, write, ...)."""
+
+    async def operate(
+        self, device_id: str, action: str, params: Mapping[str, Any], *, deadline: float
+    ) -> dict[str, Any]:
+        """Carry out one raw operation; its answer as response data, or OperationError."""
+
+
+@runtime_checkable
+class LapseReporting(Protocol):
+    """A bridge whose devices hold registrations that can lapse (LwM2M lifetimes)."""
+
+    def lapsed_since(self, device_id: str) -> float | None:
+        """Unix time the device's registration lapsed; None while registered."""

@@ -58,6 +58,9 @@ class Capability:
     category: str | None = None
     # Off for entities of doubtful interest (values of objects nobody defined, ...).
     enabled_by_default: bool = True
+    # A fact about the device the bridge itself vouches for (when it was last seen), so it
+    # stays shown while the device is unreachable, unlike the device's own readings.
+    kept_when_offline: bool = False
 
     @property
     def actions(self) -> frozenset[str]:

@@ -12,20 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import aiocoap
+from aiocoap.numbers.codes import Code
 
-from ..bridge import Admission, BridgeListener
+from ..bridge import Admission, BridgeListener, OperationError, OperationFailure
 from ..commands import (
     CommandEngine,
     TransportTimeout,
 )
 from ..devices import DeviceStore, RejectLog
-from ..model import Capability, Command, CommandReply, CommandResult, Device
+from ..model import Capability, CapabilityKind, Command, CommandReply, CommandResult, Device
 from .codec import ContentFormat, decode, encode
 from .errors import CodecError
 from .linkformat import parse_discover
@@ -39,8 +42,10 @@ from .mapping import (
     device_info,
     rule_state_paths,
 )
-from .paths import LwM2MPath
+from .operations import RawAction, RawOperation, parse_operation, plain_value
+from .paths import ROOT, LwM2MPath
 from .registration import Registration
+from .senml import encode_path_list
 from .server import Lwm2mServer, Response, ServerRequestError
 from .values import ResourceType, Value
 
@@ -57,6 +62,15 @@ _SHUTDOWN_BUDGET: Final = 3.0
 # After a command's request was accepted, the status is read again at these fractions of
 # the time left if no notification confirmed it; the last check decides "refused".
 _RECHECKS: Final = (0.5, 0.9)
+# Device management entities every LwM2M device gets (diagnostic sensors).
+KEY_LIFETIME: Final = "registration_lifetime"
+KEY_LAST_SEEN: Final = "last_seen"
+KEY_QUEUED: Final = "queued_requests"
+# Updates, Sends and notifications refresh "last seen" at most this often (seconds): a
+# state update per message would add Home Assistant work for every message of a fleet.
+_LAST_SEEN_EVERY: Final = 60.0
+_ASLEEP_MARGIN: Final = 0.05
+_DEVICE_OBJECT: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,12 @@ class Endpoint:
     awake_until: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     accept: int | None = None
+    # Requests held for a sleeping (queue-mode) client right now.
+    queued: int = 0
+    # When "last seen" was last published (monotonic), and when the registration lapsed
+    # (Unix time; None while registered or after a de-registration).
+    seen_published: float = -math.inf
+    lapsed_at: float | None = None
 
     def awake(self, now: float) -> bool:
         """Whether a request sent now reaches the client."""
@@ -221,7 +241,9 @@ class Lwm2mBridge:
             self.endpoints[registration.endpoint] = endpoint
         endpoint.registration = registration
         endpoint.accept = _preferred_format(registration)
+        endpoint.lapsed_at = None
         self._woke(endpoint)
+        self._seen(endpoint, force=True)
         # A new registration means the client forgot its observations.
         self._drop_observations(endpoint)
         if endpoint.admission is not Admission.ACCEPTED:
@@ -237,6 +259,7 @@ class Lwm2mBridge:
             return
         endpoint.registration = registration
         self._woke(endpoint)
+        self._seen(endpoint, force=registration.lifetime != previous.lifetime)
         if endpoint.admission is not Admission.ACCEPTED:
             return
         device = self.store.get(registration.endpoint)
@@ -256,6 +279,7 @@ class Lwm2mBridge:
         if endpoint is None or endpoint.registration is not registration:
             return
         endpoint.registration = None
+        endpoint.lapsed_at = time.time() if expired else None
         endpoint.wake.clear()
         if endpoint.setup is not None:
             endpoint.setup.cancel()
@@ -267,9 +291,56 @@ class Lwm2mBridge:
         )
         self.store.set_available(registration.endpoint, False)
 
+    def sent(self, registration: Registration, content_format: int, payload: bytes) -> Code:
+        """LwM2M 1.1 Send: the values count like a notification's (entities update)."""
+        endpoint = self.endpoints.get(registration.endpoint)
+        if endpoint is None or endpoint.registration is None:  # pragma: no cover - registered
+            return aiocoap.NOT_FOUND
+        endpoint.registration = registration  # its address may have moved (NAT)
+        self._woke(endpoint)
+        self._seen(endpoint)
+        if endpoint.admission is not Admission.ACCEPTED:
+            return aiocoap.FORBIDDEN
+        try:
+            values = decode(content_format, payload, ROOT, self._mapper.registry)
+        except CodecError as err:
+            self._reject(endpoint, "send", f"dropped a Send: {err}")
+            return aiocoap.BAD_REQUEST
+        self.rejects.accept(endpoint.name, "send")
+        self._take(endpoint, values)
+        return aiocoap.CHANGED
+
     def _woke(self, endpoint: Endpoint) -> None:
         endpoint.awake_until = self._clock() + self.settings.queue_awake
         endpoint.wake.set()
+
+    def lapsed_since(self, device_id: str) -> float | None:
+        """When the device's registration lapsed (Unix time), None while it is registered
+        or after it de-registered on purpose."""
+        endpoint = self.endpoints.get(device_id)
+        return None if endpoint is None else endpoint.lapsed_at
+
+    def _seen(self, endpoint: Endpoint, *, force: bool = False) -> None:
+        """Publish "last seen" (and the lifetime) of an accepted device."""
+        now = self._clock()
+        registration = endpoint.registration
+        if registration is None or self.store.get(endpoint.name) is None:
+            return
+        if not force and now - endpoint.seen_published < _LAST_SEEN_EVERY:
+            return
+        endpoint.seen_published = now
+        self.store.apply_state(
+            endpoint.name,
+            {
+                KEY_LAST_SEEN: datetime.now(UTC).isoformat(timespec="seconds"),
+                KEY_LIFETIME: registration.lifetime,
+            },
+        )
+
+    def _publish_queued(self, endpoint: Endpoint) -> None:
+        registration = endpoint.registration
+        if registration is not None and registration.queue_mode:
+            self.store.apply_state(endpoint.name, {KEY_QUEUED: endpoint.queued})
 
     # -- admission: read, map, observe ------------------------------------------------------
 
@@ -296,15 +367,19 @@ class Lwm2mBridge:
             )
         bindings = self._mapper.bindings(instances, endpoint.values, observed)
         endpoint.bindings = {binding.capability.key: binding for binding in bindings}
+        capabilities = {b.capability.key: b.capability for b in bindings}
+        capabilities |= _management_capabilities(registration)
         device = Device(
             device_id=endpoint.name,
             name=endpoint.name,
             info=device_info(endpoint.values),
-            capabilities={b.capability.key: b.capability for b in bindings},
+            capabilities=capabilities,
         )
         self.store.announce(device)
         self.store.set_available(endpoint.name, True)
         self._apply(endpoint, endpoint.values.keys())
+        self._seen(endpoint, force=True)
+        self._publish_queued(endpoint)
 
     async def _read_into(self, endpoint: Endpoint, path: LwM2MPath) -> None:
         """Read an instance; store what comes back (a failed read is logged once)."""
@@ -444,6 +519,7 @@ class Lwm2mBridge:
             registration = endpoint.registration
             if registration is not None:
                 self._woke(endpoint)
+                self._seen(endpoint)
             if notification.success:
                 self._absorb(endpoint, instance, notification)
         # The client ended it (RST, error answer): read again at its next Update.
@@ -462,10 +538,25 @@ class Lwm2mBridge:
             self._reject(endpoint, "payload", f"dropped a payload for {path}: {err}")
             return
         self.rejects.accept(endpoint.name, "payload")
+        self._take(endpoint, values)
+
+    def _take(self, endpoint: Endpoint, values: Mapping[LwM2MPath, Value]) -> None:
+        """New values from the client: apply what changed, check pending confirmations."""
         changed = [p for p, v in values.items() if endpoint.values.get(p, MISSING) != v]
         endpoint.values.update(values)
         self._apply(endpoint, changed)
         self._check_expectations(endpoint, values)
+        if any(path.object_id == _DEVICE_OBJECT for path in changed):
+            self._refresh_info(endpoint)
+
+    def _refresh_info(self, endpoint: Endpoint) -> None:
+        """The Device object changed (a firmware update): the device page follows."""
+        device = self.store.get(endpoint.name)
+        if device is None:
+            return
+        info = device_info(endpoint.values, self._mapper.table)
+        if info != device.info:
+            self.store.announce(replace(device, info=info, state=dict(device.state)))
 
     def _apply(self, endpoint: Endpoint, paths: Iterable[LwM2MPath]) -> None:
         touched = set(paths)
@@ -489,17 +580,24 @@ class Lwm2mBridge:
 
     async def _wait_awake(self, endpoint: Endpoint, timeout: float) -> None:
         """Hold a request until a queue-mode client is listening, or give up at timeout."""
-        while not endpoint.awake(self._clock()):
-            endpoint.wake.clear()
-            try:
-                async with asyncio.timeout(max(0.0, timeout)):
+        if endpoint.awake(self._clock()):
+            return
+        endpoint.queued += 1
+        self._publish_queued(endpoint)
+        # Give up a moment before the caller's own deadline, so its outcome says why.
+        timeout -= min(_ASLEEP_MARGIN, timeout / 20)
+        try:
+            async with asyncio.timeout(max(0.0, timeout)):
+                while not endpoint.awake(self._clock()):
+                    endpoint.wake.clear()
                     await endpoint.wake.wait()
-            except TimeoutError:
-                raise TransportTimeout(
-                    "device asleep: it did not wake before the deadline"
-                ) from None
-            if endpoint.registration is None:
-                raise TransportTimeout("device not registered")
+                    if endpoint.registration is None:
+                        raise TransportTimeout("device not registered")
+        except TimeoutError:
+            raise TransportTimeout("device asleep: it did not wake before the deadline") from None
+        finally:
+            endpoint.queued -= 1
+            self._publish_queued(endpoint)
 
     async def _request(
         self,
@@ -574,6 +672,113 @@ class Lwm2mBridge:
             transport.close()
         return result
 
+    # -- raw operations (send_command without a capability) ----------------------------------
+
+    async def operate(
+        self, device_id: str, action: str, params: Mapping[str, Any], *, deadline: float
+    ) -> dict[str, Any]:
+        """One path-addressed operation, sent once; its answer as response data.
+
+        Reads, notifications' first values and Send-like answers update entities too. An
+        error answer raises OperationError(REFUSED) with the code and the client's reason;
+        no answer by the deadline (a queue-mode client that did not wake) raises TIMEOUT.
+        """
+        operation = parse_operation(action, params, self._mapper.registry)
+        endpoint = self.endpoints.get(device_id)
+        if endpoint is None or endpoint.admission is not Admission.ACCEPTED:
+            raise OperationError(OperationFailure.INVALID, f"{device_id} is not an accepted client")
+        started = self._clock()
+        try:
+            async with asyncio.timeout(deadline):
+                answer = await self._operate(endpoint, operation, deadline)
+        except (ServerRequestError, TransportTimeout, TimeoutError) as err:
+            reason = str(err) or f"no answer within {deadline:g} s"
+            raise OperationError(OperationFailure.TIMEOUT, reason) from None
+        answer["path"] = str(operation.path)
+        answer["latency_ms"] = round((self._clock() - started) * 1000, 2)
+        return answer
+
+    async def _operate(
+        self, endpoint: Endpoint, operation: RawOperation, deadline: float
+    ) -> dict[str, Any]:
+        action, path = operation.action, operation.path
+        if action is RawAction.OBSERVE:
+            return await self._operate_observe(endpoint, path, deadline)
+        if action is RawAction.CANCEL_OBSERVE:
+            observing = path in endpoint.observe_sent or path in endpoint.observations
+            task = endpoint.observations.pop(path, None)
+            if task is not None:
+                task.cancel()
+            endpoint.observe_sent.discard(path)
+            registration = endpoint.registration
+            await self._wait_awake(endpoint, deadline)
+            if registration is not None:
+                await self.server.cancel_observation(registration, str(path), timeout=deadline)
+            return {"code": None, "was_observed": observing}
+        code, path, options = _raw_request(endpoint, operation, deadline)
+        response = await self._request(endpoint, code, path, **options)
+        if not response.success:
+            raise OperationError(
+                OperationFailure.REFUSED, response.describe(), code=response.code.dotted
+            )
+        answer: dict[str, Any] = {"code": response.code.dotted}
+        if action in (RawAction.READ, RawAction.READ_COMPOSITE):
+            answer["values"] = self._operation_values(endpoint, path, response)
+        elif action is RawAction.DISCOVER:
+            answer["links"] = self._links(endpoint, response)
+        elif action is RawAction.CREATE and response.location:
+            answer["instance"] = "/" + "/".join(response.location[-2:])
+        return answer
+
+    async def _operate_observe(
+        self, endpoint: Endpoint, path: LwM2MPath, deadline: float
+    ) -> dict[str, Any]:
+        registration = endpoint.registration
+        if registration is None:
+            raise TransportTimeout("device not registered")
+        await self._wait_awake(endpoint, deadline)
+        old = endpoint.observations.pop(path, None)
+        if old is not None:
+            old.cancel()
+        endpoint.observe_sent.add(path)
+        first, notifications = await self.server.observe(
+            registration, str(path), timeout=deadline, accept=endpoint.accept
+        )
+        if not first.success:
+            endpoint.observe_sent.discard(path)
+            raise OperationError(OperationFailure.REFUSED, first.describe(), code=first.code.dotted)
+        values = self._operation_values(endpoint, path, first)
+        endpoint.observations[path] = self._spawn(self._follow(endpoint, path, notifications))
+        return {"code": first.code.dotted, "values": values}
+
+    def _operation_values(
+        self, endpoint: Endpoint, path: LwM2MPath, response: Response
+    ) -> dict[str, Any]:
+        """The answer's values by path, as response data; they update entities too."""
+        content_format = response.content_format
+        if content_format is None:
+            content_format = ContentFormat.TEXT if path.depth >= 3 else ContentFormat.TLV
+        try:
+            values = decode(content_format, response.payload, path, self._mapper.registry)
+        except CodecError as err:
+            raise OperationError(
+                OperationFailure.REFUSED, f"undecodable answer: {err}", code=response.code.dotted
+            ) from None
+        self.rejects.accept(endpoint.name, "payload")
+        self._take(endpoint, values)
+        return {str(p): plain_value(v) for p, v in sorted(values.items())}
+
+    def _links(self, endpoint: Endpoint, response: Response) -> list[dict[str, Any]]:
+        registration = endpoint.registration
+        root = registration.objects.root if registration is not None else "/"
+        try:
+            links = parse_discover(response.payload, root)
+        except CodecError as err:
+            raise OperationError(
+                OperationFailure.REFUSED, f"undecodable answer: {err}", code=response.code.dotted
+            ) from None
+        return [{"path": str(link.path), "attributes": dict(link.attributes)} for link in links]
+
     def _check_expectations(self, endpoint: Endpoint, values: Mapping[LwM2MPath, Value]) -> None:
         for expectation, future in list(endpoint.expectations.values()):
             value = values.get(expectation.path, MISSING)
@@ -590,9 +795,16 @@ class _CommandTransport:
         self._operation = operation
         self._watch: asyncio.Task[None] | None = None
         self._key = ""
+        self._sent = False
 
     async def send_command(self, command: Command, *, attempt: int, expires_in: float) -> None:
         bridge, endpoint, operation = self._bridge, self._endpoint, self._operation
+        if self._sent and not operation.repeatable:
+            # The engine sends pending commands again when the client re-registers or
+            # updates (it may have missed them). An Execute carries no id a client could
+            # deduplicate: it goes out once, and its confirmation watch keeps running.
+            return
+        self._sent = True
         if operation.expect is not None and not self._key:
             self._key = command.command_id
             future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -677,6 +889,91 @@ class _CommandTransport:
         self._endpoint.expectations.pop(self._key, None)
 
 
+def _raw_request(
+    endpoint: Endpoint, operation: RawOperation, deadline: float
+) -> tuple[aiocoap.numbers.codes.Code, LwM2MPath, dict[str, Any]]:
+    """Method, path and request options of a raw operation (observe/cancel excepted)."""
+    action, path = operation.action, operation.path
+    options: dict[str, Any] = {"timeout": deadline}
+    if action is RawAction.READ:
+        return aiocoap.GET, path, options
+    if action is RawAction.READ_COMPOSITE:
+        # FETCH to the root with the paths as a SenML pack, answered in the same format.
+        senml = endpoint.accept if endpoint.accept == ContentFormat.SENML_CBOR else None
+        content_format = senml or ContentFormat.SENML_JSON
+        payload = encode_path_list(operation.paths, cbor=senml is not None)
+        return (
+            aiocoap.FETCH,
+            path,
+            options
+            | {
+                "payload": payload,
+                "content_format": content_format,
+                "accept": content_format,
+            },
+        )
+    if action is RawAction.DISCOVER:
+        return aiocoap.GET, path, options | {"accept": ContentFormat.LINK_FORMAT}
+    if action is RawAction.WRITE_ATTRIBUTES:
+        return aiocoap.PUT, path, options | {"query": operation.query}
+    if action is RawAction.EXECUTE:
+        return aiocoap.POST, path, options | {"payload": operation.arguments.encode()}
+    if action is RawAction.DELETE:
+        return aiocoap.DELETE, path, options
+    # Write (replace: PUT), partial update and Create (POST) carry values.
+    base = path
+    if path.depth >= 3 and action is RawAction.WRITE:
+        content_format = endpoint.accept or ContentFormat.TEXT
+    elif action is RawAction.CREATE and operation.values and path.depth == 1:
+        base, content_format = _create_base(endpoint, operation)
+    else:
+        content_format = endpoint.accept or ContentFormat.TLV
+    payload = encode(content_format, operation.values, base) if operation.values else b""
+    code = aiocoap.PUT if action is RawAction.WRITE else aiocoap.POST
+    return code, path, options | {"payload": payload, "content_format": content_format}
+
+
+def _create_base(endpoint: Endpoint, operation: RawOperation) -> tuple[LwM2MPath, int]:
+    """A Create naming its instance is encoded below the object; one that lets the client
+    pick the id is resources only, which only TLV can say (values sit below a stand-in)."""
+    if operation.unnamed:
+        return next(iter(operation.values)).parent, ContentFormat.TLV
+    return operation.path, endpoint.accept or ContentFormat.TLV
+
+
+def _management_capabilities(registration: Registration) -> dict[str, Capability]:
+    """Diagnostic sensors of the registration itself (not of any object)."""
+    capabilities = [
+        Capability(
+            CapabilityKind.SENSOR,
+            KEY_LIFETIME,
+            name="Registration lifetime",
+            device_class="duration",
+            unit="s",
+            category="diagnostic",
+        ),
+        Capability(
+            CapabilityKind.SENSOR,
+            KEY_LAST_SEEN,
+            name="Last seen",
+            device_class="timestamp",
+            category="diagnostic",
+            enabled_by_default=False,
+            kept_when_offline=True,
+        ),
+    ]
+    if registration.queue_mode:
+        capabilities.append(
+            Capability(
+                CapabilityKind.SENSOR,
+                KEY_QUEUED,
+                name="Requests waiting for wake-up",
+                category="diagnostic",
+            )
+        )
+    return {capability.key: capability for capability in capabilities}
+
+
 def _write_code(operation: Operation) -> aiocoap.numbers.codes.Code:
     # A single resource is replaced (PUT); several resources of an instance are a partial
     # update (POST), so the others keep their values.
@@ -717,6 +1014,8 @@ def _endpoint_diagnostics(endpoint: Endpoint, now: float) -> dict[str, Any]:
         "registered": registration is not None,
         "observing": sorted(str(path) for path in endpoint.observations),
         "format": endpoint.accept,
+        "queued_requests": endpoint.queued,
+        "lapsed_at": endpoint.lapsed_at,
     }
     if registration is not None:
         info |= {

@@ -398,3 +398,44 @@ def _record_list(document: object, what: str) -> list[Labels]:
 
 def _dump_json(document: object) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# Composite requests (LwM2M 1.1 Read-Composite): a SenML pack of names only.
+
+
+def encode_path_list(paths: Sequence[LwM2MPath], cbor: bool) -> bytes:
+    """The body of a Read-Composite (FETCH): one record per path, its name only."""
+    if cbor:
+        return dump_cbor([{_CBOR_KEYS["n"]: str(path)} for path in paths])
+    return _dump_json([{"n": str(path)} for path in paths])
+
+
+def decode_path_list(payload: bytes, cbor: bool) -> list[LwM2MPath]:
+    """The paths a Read-Composite asks for (base names carry over, values are refused)."""
+    what = "SenML CBOR path list" if cbor else "SenML JSON path list"
+    if cbor:
+        document = load_cbor(payload, what, max_depth=2)
+        if not isinstance(document, list):
+            raise FormatError(f"{what} must be an array of records")
+        check_entry_count(len(document), what)
+        records = [
+            _cbor_labels(item, f"{what} record {index}") if isinstance(item, dict) else None
+            for index, item in enumerate(document)
+        ]
+    else:
+        records = list(_record_list(_load_json(payload, what), what))
+    paths: list[LwM2MPath] = []
+    base_name = ""
+    for index, labels in enumerate(records):
+        if labels is None or set(labels) - {"bn", "n"}:
+            raise FormatError(f"{what} record {index} may carry only bn and n")
+        base = labels.get("bn", base_name)
+        name = labels.get("n", "")
+        if not isinstance(base, str) or not isinstance(name, str):
+            raise FormatError(f"{what} record {index}: names must be text")
+        base_name = base
+        try:
+            paths.append(LwM2MPath.parse(base_name + name))
+        except PathError as err:
+            raise FormatError(f"{what} record {index}: {err}") from None
+    return paths

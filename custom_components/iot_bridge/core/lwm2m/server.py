@@ -45,6 +45,8 @@ _STANDARD_ACK_TIMEOUT: Final = 2.0
 _STANDARD_RETRANSMITS: Final = 4
 _MIN_ACK_TIMEOUT: Final = 0.05
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
+_SEND_FORMATS: Final = (110, 112)  # SenML JSON, SenML CBOR
+_MAX_SENDERS: Final = 100_000
 
 
 class RegistrationListener(Protocol):
@@ -58,6 +60,9 @@ class RegistrationListener(Protocol):
 
     def deregistered(self, registration: Registration, *, expired: bool) -> None:
         """A client de-registered, or its lifetime lapsed without an Update."""
+
+    def sent(self, registration: Registration, content_format: int, payload: bytes) -> Code:
+        """A registered client sent values (LwM2M 1.1 Send): the code to answer with."""
 
 
 class ServerRequestError(Exception):
@@ -147,6 +152,8 @@ class Lwm2mServer:
         self._cancel_timers: Callable[[], None] = lambda: None
         # One exchange at a time per client (see _exchange).
         self._turns: dict[str, asyncio.Lock] = {}
+        # Who last sent from an address (Send carries no registration id): checked on use.
+        self._senders: dict[Any, str] = {}
 
     @property
     def running(self) -> bool:
@@ -197,6 +204,8 @@ class Lwm2mServer:
                 return self._register(request)
             if len(path) == 2 and path[0] == "rd":
                 return self._update_or_deregister(request, path[1])
+            if path == ("dp",):
+                return self._send(request)
         except UnknownRegistration as err:
             return _answer(aiocoap.NOT_FOUND, str(err))
         except RegistrationError as err:
@@ -205,7 +214,48 @@ class Lwm2mServer:
                 sender, "registration", f"Refused LwM2M request from {sender}: {err}"
             )
             return _answer(aiocoap.BAD_REQUEST, str(err))
-        return _answer(aiocoap.NOT_FOUND, "this server offers /rd only")
+        return _answer(aiocoap.NOT_FOUND, "this server offers /rd and /dp only")
+
+    def _send(self, request: aiocoap.Message) -> aiocoap.Message:
+        """LwM2M 1.1 Send (`POST /dp`, SenML): values from a registered client."""
+        if request.code != aiocoap.POST:
+            return _answer(aiocoap.METHOD_NOT_ALLOWED, "send with POST")
+        source = _source(request)
+        registration = self._sender_registration(request.remote)
+        if registration is None:
+            self.rejects.reject(
+                source, "send", f"Dropped an LwM2M Send from {source}: no client registered there"
+            )
+            return _answer(aiocoap.NOT_FOUND, "register before sending")
+        content_format = request.opt.content_format
+        if content_format not in _SEND_FORMATS:
+            self.rejects.reject(
+                registration.endpoint,
+                "send",
+                f"Dropped an LwM2M Send from {registration.endpoint}: content format "
+                f"{content_format} is not SenML JSON (110) or SenML CBOR (112)",
+            )
+            return _answer(aiocoap.UNSUPPORTED_CONTENT_FORMAT, "Send needs SenML (110 or 112)")
+        registration = self.registrations.touch(registration.registration_id, request.remote)
+        if registration is None:  # pragma: no cover - found just above
+            return _answer(aiocoap.NOT_FOUND, "register before sending")
+        return aiocoap.Message(
+            code=self._listener.sent(registration, int(content_format), request.payload)
+        )
+
+    def _sender_registration(self, remote: Any) -> Registration | None:
+        registration_id = self._senders.get(remote)
+        registration = self.registrations.by_id(registration_id) if registration_id else None
+        if registration is not None and registration.remote == remote:
+            return registration
+        self._senders.pop(remote, None)
+        for candidate in self.registrations:
+            if candidate.remote == remote:
+                if len(self._senders) > _MAX_SENDERS:
+                    self._senders.clear()
+                self._senders[remote] = candidate.registration_id
+                return candidate
+        return None
 
     def _register(self, request: aiocoap.Message) -> aiocoap.Message:
         if request.code != aiocoap.POST:
