@@ -118,7 +118,14 @@ class Lwm2mBridge:
         self.engine = engine
         self.rejects = RejectLog(_LOGGER)
         self.store = DeviceStore(listener, self.rejects)
-        self.server = Lwm2mServer(settings.host, settings.port, self, rejects=self.rejects)
+        self.server = Lwm2mServer(
+            settings.host,
+            settings.port,
+            self,
+            rejects=self.rejects,
+            # Devices never count against the cap on registrations waiting (admission.py).
+            known=lambda name: name in self.store.devices,
+        )
         self.endpoints: dict[str, Endpoint] = {}
         self._listener = listener
         self._admission = admission
