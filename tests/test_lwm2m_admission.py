@@ -242,3 +242,48 @@ async def test_malformed_datagrams_are_dropped_before_parsing(make_rig: MakeRig)
         finally:
             aiocoap.Message.decode = original
     assert parsed == []
+
+
+async def test_duplicate_register_gets_the_same_answer_remembered_for_67_s(
+    make_rig: MakeRig,  # noqa: F811
+) -> None:
+    """aiocoap answers a retransmitted request from memory; the server keeps that memory
+    for 67 s (not RFC 7252's 247 s): 10,000 clients' Updates would otherwise pile up."""
+    rig = await make_rig()
+    loop = asyncio.get_running_loop()
+    request = aiocoap.Message(
+        code=aiocoap.POST, uri_path=("rd",), uri_query=("ep=twice", "lt=60"), payload=b"</3/0>"
+    )
+    request.mtype, request.mid, request.token = aiocoap.CON, 4242, b"\x01\x02"
+    answers: asyncio.Queue[aiocoap.Message] = asyncio.Queue()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            message = aiocoap.Message.decode(data)
+            if message.mid == 4242:  # not the server's own requests (it reads the client)
+                answers.put_nowait(message)
+
+    transport, _ = await loop.create_datagram_endpoint(
+        Client, remote_addr=("127.0.0.1", rig.bridge.settings.port)
+    )
+    got = []
+    try:
+        for _ in range(2):  # the same message id twice: a retransmission
+            transport.sendto(request.encode())
+            got.append(await asyncio.wait_for(answers.get(), 5))
+    finally:
+        transport.close()
+    assert [a.code for a in got] == [aiocoap.CREATED, aiocoap.CREATED]
+    assert got[0].opt.location_path == got[1].opt.location_path
+    assert len(rig.bridge.server.registrations) == 1
+    # aiocoap's MessageManager forgets each remembered request with a timer.
+    context = rig.bridge.server._require_context()
+    managers = [interface.token_interface for interface in context.request_interfaces]
+    forget = [manager._recent_messages.pop for manager in managers]
+    remembered = [
+        handle.when() - loop.time()
+        for handle in loop._scheduled  # type: ignore[attr-defined]
+        if getattr(handle._callback, "func", None) in forget
+    ]
+    assert remembered
+    assert all(60 < delay <= 67 for delay in remembered), remembered

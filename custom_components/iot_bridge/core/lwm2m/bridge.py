@@ -301,6 +301,8 @@ class Lwm2mBridge:
         self.store.announce(device)
         self.store.set_available(endpoint.name, True)
         self._apply(endpoint, endpoint.values.keys())
+        if endpoint.setup is asyncio.current_task():
+            endpoint.setup = None  # a finished task kept per endpoint is memory for nothing
 
     async def _read_into(self, endpoint: Endpoint, path: LwM2MPath) -> None:
         """Read an instance; store what comes back (a failed read is logged once)."""
