@@ -151,11 +151,16 @@ def test_new_endpoints_beyond_the_pending_cap_wait_and_devices_never_do() -> Non
     assert _register(server, "known", 5004).code == aiocoap.CREATED
     assert _register(server, "new1", 5001).code == aiocoap.CREATED
     assert server.pending == 2
-    # new1 became a device: once the pending set is looked at again, there is room.
+    # new1 (the oldest) became a device: its room is free at once.
     devices.add("new1")
-    clock.now += 1
     assert _register(server, "new3", 5003).code == aiocoap.CREATED
-    assert server.rejects.counts["registrations of new endpoints"] == 1
+    # new3 became a device, but new2 (older, still waiting) hides it until the pending
+    # endpoints are all looked at again (at most once a second).
+    devices.add("new3")
+    assert _register(server, "new4", 5005).code == aiocoap.SERVICE_UNAVAILABLE
+    clock.now += 1
+    assert _register(server, "new4", 5005).code == aiocoap.CREATED
+    assert server.rejects.counts["registrations of new endpoints"] == 2
 
 
 # -- a flood on real UDP ----------------------------------------------------------------------

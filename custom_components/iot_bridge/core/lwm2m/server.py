@@ -315,16 +315,25 @@ class Lwm2mServer:
         """Known devices and registered endpoints always; new ones while there is room."""
         if name in self._pending or self.registrations.by_endpoint(name) or self._known(name):
             return True
-        if len(self._pending) < self.limits.max_pending:
+        pending, limit = self._pending, self.limits.max_pending
+        if len(pending) < limit:
             return True
+        # Oldest first, endpoints that became devices (or went away) leave the count: a
+        # fleet registering in waves frees the room its earlier waves took at once.
+        by_endpoint = self.registrations.by_endpoint
+        while pending:
+            oldest = next(iter(pending))
+            if by_endpoint(oldest) and not self._known(oldest):
+                break
+            del pending[oldest]
+        if len(pending) < limit:
+            return True
+        # Someone old still waits (for the user, say): look at all of them, now and then.
         now = self._clock()
         if now - self._pruned_at >= _PRUNE_INTERVAL:
             self._pruned_at = now
-            by_endpoint = self.registrations.by_endpoint
-            self._pending = {
-                n: None for n in self._pending if by_endpoint(n) and not self._known(n)
-            }
-        return len(self._pending) < self.limits.max_pending
+            self._pending = {n: None for n in pending if by_endpoint(n) and not self._known(n)}
+        return len(self._pending) < limit
 
     @property
     def pending(self) -> int:
