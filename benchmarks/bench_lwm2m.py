@@ -54,6 +54,7 @@ from typing import Any
 import aiocoap
 import aiocoap.resource
 import pytest
+from aiocoap.transports.udp6 import UDP6EndpointAddress
 from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
@@ -82,7 +83,7 @@ from custom_components.iot_bridge.core.lwm2m.server import (
 )
 from custom_components.iot_bridge.core.model import Device
 
-from .common import ROOT, header, machine, markdown_table, profiled, require
+from .common import ROOT, Latency, header, machine, markdown_table, profiled, require
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -892,6 +893,8 @@ SCALE_NOTIFY_RATES = [
 SCALE_NOTIFY_SECONDS = float(os.environ.get("BENCH_SCALE_NOTIFY_SECONDS", "5"))
 SCALE_EXECUTES = int(os.environ.get("BENCH_SCALE_EXECUTES", "200"))
 FLOOD_SOCKETS = int(os.environ.get("BENCH_FLOOD_SOCKETS", "1"))
+# Datagrams/s of each flooding socket; 0: as fast as its process can send.
+FLOOD_RATES = [float(r) for r in os.environ.get("BENCH_FLOOD_RATES", "20000,0").split(",")]
 FLOOD_NOTIFY_RATE = 1000.0
 STORM_TARGET_S = 5.0
 EXECUTE_PATH = "/3303/0/5605"  # Reset Min and Max Measured Values: an Execute every endpoint has
@@ -954,7 +957,8 @@ UPDATE_HEADERS = [
     "registered",
     "window s",
     "Updates",
-    "Updates/s",
+    "Updates/s over the window",
+    "Updates/s while updating",
     "needed/s (N/lifetime)",
     "lapsed",
     "registered at end",
@@ -962,7 +966,7 @@ UPDATE_HEADERS = [
 ]
 FLOOD_HEADERS = [
     "side",
-    "flood",
+    "flood datagrams/s",
     "Executes",
     "failed",
     "p50 ms",
@@ -1008,7 +1012,7 @@ async def executes(side: BridgeSide, names: list[str], count: int) -> tuple[list
     return latencies, failed
 
 
-def start_flood(port: int) -> subprocess.Popen[str]:
+def start_flood(port: int, rate: float) -> subprocess.Popen[str]:
     """The fleet simulator's hostile mode in its own process: Registers with random names,
     broken Registers, Updates of nothing and garbage, as fast as it can."""
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "simulator")])}
@@ -1023,6 +1027,8 @@ def start_flood(port: int) -> subprocess.Popen[str]:
             "0",
             "--hostile",
             str(FLOOD_SOCKETS),
+            "--hostile-rate",
+            str(rate),
             "--report",
             "3600",
         ],
@@ -1046,8 +1052,8 @@ async def flood_rows(
 ) -> list[list[str]]:
     rows = []
     counts = side.bridge.rejects.counts
-    for flooded in (False, True):
-        process = start_flood(port) if flooded else None
+    for rate in (None, *FLOOD_RATES):
+        process = start_flood(port, rate) if rate is not None else None
         dropped = counts["requests"] + counts["malformed datagram"]
         refused = counts["registrations"] + counts["registrations of new endpoints"]
         try:
@@ -1063,7 +1069,7 @@ async def flood_rows(
         rows.append(
             [
                 SIDE_NAMES[name],
-                "flood" if flooded else "none",
+                "none" if rate is None else f"{FLOOD_SOCKETS} x {rate:.0f}/s" if rate else "max",
                 str(len(latencies)),
                 str(failed),
                 f"{percentile(milliseconds, 0.5):.2f}",
@@ -1172,6 +1178,9 @@ async def test_lwm2m_scale(hass: HomeAssistant, scale_results: ScaleResults, nam
                 f"{window:.0f}",
                 str(side.updates.count),
                 f"{side.updates.count / window:.0f}",
+                f"{side.updates.count / (side.updates.last - side.updates.first):.0f}"
+                if side.updates.first is not None and side.updates.last != side.updates.first
+                else "-",
                 f"{SCALE_ENDPOINTS / SCALE_LIFETIME:.0f}",
                 str(side.lapses.count),
                 str(side.registered()),
@@ -1192,3 +1201,143 @@ async def test_lwm2m_scale(hass: HomeAssistant, scale_results: ScaleResults, nam
         fleet.close()
         await asyncio.sleep(1.0)  # retransmission timers of the stop fire within this
         errors.close()
+
+
+# -- Execute round trip: Home Assistant against raw aiocoap, the same simulated client ------
+
+ROUND_TRIPS = int(os.environ.get("BENCH_COMMANDS", "300"))
+ROUND_TRIP_WARMUP = 10
+ROUND_TRIP_TARGET = {"open": "open", "lock": "locked", "unlock": "unlocked"}
+
+
+def _entity_id(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id(
+        "lock", DOMAIN, f"{entry.entry_id}_locker1_{key}"
+    )
+    require(entity_id is not None, f"no lock entity for {key}")
+    return str(entity_id)
+
+
+async def _raw_executes(side: BridgeSide, count: int) -> list[float]:
+    """A bare aiocoap client context: CON POST (Execute) to the client's own socket,
+    the third door's lock, lock and unlock in turn; until its 2.04."""
+    registration = side.bridge.server.registrations.by_endpoint("locker1")
+    assert registration is not None
+    host, port = registration.remote.sockaddr[:2]
+    context = await aiocoap.Context.create_client_context(transports=["udp6"])
+    interface = context.request_interfaces[0].token_interface.message_interface
+    # Addressed directly: the test harness refuses aiocoap's route check (a UDP connect).
+    remote = UDP6EndpointAddress((host, port, 0, 0), interface)
+    times: list[float] = []
+    try:
+        for index in range(ROUND_TRIP_WARMUP + count):
+            message = aiocoap.Message(
+                code=aiocoap.POST,
+                uri_path=("10359", "2", "100"),
+                payload=b"1" if index % 2 else b"0",
+                transport_tuning=aiocoap.Reliable(),
+            )
+            message.remote = remote
+            start = time.perf_counter()
+            answer = await context.request(message, handle_blockwise=False).response
+            seconds = time.perf_counter() - start
+            require(answer.code == aiocoap.CHANGED, f"raw Execute: {answer.code}")
+            if index >= ROUND_TRIP_WARMUP:
+                times.append(seconds)
+    finally:
+        await context.shutdown()
+    return times
+
+
+async def _lock_services(hass: HomeAssistant, entity_id: str, count: int) -> list[float]:
+    """lock.open and lock.lock in turn until the entity shows the confirmed state."""
+    times: list[float] = []
+    for index in range(ROUND_TRIP_WARMUP + count):
+        action = "open" if index % 2 == 0 else "lock"
+        start = time.perf_counter()
+        await hass.services.async_call("lock", action, {"entity_id": entity_id}, blocking=True)
+        seconds = time.perf_counter() - start
+        state = hass.states.get(entity_id)
+        require(state is not None and state.state == ROUND_TRIP_TARGET[action], f"{state}")
+        if index >= ROUND_TRIP_WARMUP:
+            times.append(seconds)
+    return times
+
+
+async def _send_commands(hass: HomeAssistant, device_id: str, count: int) -> list[float]:
+    """iot_bridge.send_command (unlock and lock in turn on the first door) until confirmed."""
+    times: list[float] = []
+    for index in range(ROUND_TRIP_WARMUP + count):
+        action = "unlock" if index % 2 == 0 else "lock"
+        data = {"device_id": device_id, "capability": "10359_0", "action": action}
+        start = time.perf_counter()
+        reply = await hass.services.async_call(
+            DOMAIN, "send_command", data, blocking=True, return_response=True
+        )
+        seconds = time.perf_counter() - start
+        require(dict(reply or {}).get("status") == "confirmed", f"send_command: {reply}")
+        if index >= ROUND_TRIP_WARMUP:
+            times.append(seconds)
+    return times
+
+
+def start_locker(port: int) -> subprocess.Popen[bytes]:
+    """The simulator's LwM2M parcel locker (aiocoap client), in its own process."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "simulator")])}
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "iot_bridge_sim", "--protocol", "lwm2m"),
+            *("--lifetime", "600", "--server", f"coap://127.0.0.1:{port}"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def test_lwm2m_command_round_trip(
+    hass: HomeAssistant, request: pytest.FixtureRequest
+) -> None:
+    """One simulated LwM2M parcel locker (iot_bridge_sim, its own process): raw aiocoap
+    Execute, iot_bridge.send_command and lock.open/lock.lock, one after the other."""
+    machine_line = await hass.async_add_executor_job(machine)
+    port = free_udp_port()
+    side = HassSide(hass)
+    await side.start(port)
+    assert side.entry is not None
+    client = start_locker(port)
+    try:
+        lock = ""
+
+        def locked() -> bool:
+            nonlocal lock
+            with contextlib.suppress(AssertionError):
+                lock = _entity_id(hass, side.entry, "10359_1")  # type: ignore[arg-type]
+            state = hass.states.get(lock) if lock else None
+            return state is not None and state.state == "locked"
+
+        require(await bounded_wait(locked, 30), "the locker's door 2 lock never showed up")
+        device_id = side.entry.runtime_data.device_registry_id("locker1")
+        raw = await _raw_executes(side, ROUND_TRIPS)
+        with profiled("iot_bridge.send_command (LwM2M)"):
+            service = await _send_commands(hass, device_id, ROUND_TRIPS)
+        with profiled("lock services (LwM2M)"):
+            locks = await _lock_services(hass, lock, ROUND_TRIPS)
+    finally:
+        await side.stop()
+        client.terminate()
+        await hass.async_add_executor_job(client.wait, 15)
+    print(header(request.config, "LwM2M Execute round trip", machine_line))
+    base = Latency.of("raw aiocoap CON POST (Execute) → 2.04", raw)
+    rows = [
+        base,
+        Latency.of("iot_bridge.send_command (lock/unlock) → confirmed", service),
+        Latency.of("lock.open/lock.lock → confirmed state", locks),
+    ]
+    print(
+        markdown_table(
+            ["path", "N", "p50 ms", "p90 ms", "p99 ms", "mean ms"], [row.row() for row in rows]
+        )
+    )
+    for row in rows[1:]:
+        print(f"\n{row.label.split(' →')[0]} / raw: p50 {row.p50 / base.p50:.2f}x")

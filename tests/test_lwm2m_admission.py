@@ -292,3 +292,38 @@ async def test_duplicate_register_gets_the_same_answer_remembered_for_67_s(
     ]
     assert remembered
     assert all(60 < delay <= 67 for delay in remembered), remembered
+
+
+async def test_blockwise_register_leaves_no_timer_after_stop(make_rig: MakeRig) -> None:  # noqa: F811
+    """A Register in blocks (here only its first block: a flooder's garbage can look like
+    that) starts aiocoap's reassembly timer; stopping the server cancels it (the test
+    plugin fails a test that leaves a timer behind)."""
+    rig = await make_rig()
+    loop = asyncio.get_running_loop()
+    request = aiocoap.Message(
+        code=aiocoap.POST, uri_path=("rd",), uri_query=("ep=blocks",), payload=b"</3/0>," * 2
+    )
+    request.opt.block1 = aiocoap.optiontypes.BlockOption.BlockwiseTuple(0, True, 0)
+    request.mtype, request.mid, request.token = aiocoap.CON, 77, b"\x07"
+    answers: asyncio.Queue[aiocoap.Message] = asyncio.Queue()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            answers.put_nowait(aiocoap.Message.decode(data))
+
+    transport, _ = await loop.create_datagram_endpoint(
+        Client, remote_addr=("127.0.0.1", rig.bridge.settings.port)
+    )
+    try:
+        transport.sendto(request.encode())
+        answer = await asyncio.wait_for(answers.get(), 5)
+    finally:
+        transport.close()
+    assert answer.code == aiocoap.CONTINUE
+    await rig.bridge.stop()
+    block_timers = [
+        handle
+        for handle in loop._scheduled  # type: ignore[attr-defined]
+        if "TimeoutDict" in repr(handle) and not handle.cancelled()
+    ]
+    assert block_timers == []

@@ -179,9 +179,10 @@ class Lwm2mServer:
     async def start(self) -> None:
         """Bind the port (refusing one already in use) and start watching lifetimes."""
         check_port_free(self.host, self.port)
+        root = _Root(self)
         try:
             context = await aiocoap.Context.create_server_context(
-                _Root(self), bind=(_bind_address(self.host), self.port), transports=["udp6"]
+                root, bind=(_bind_address(self.host), self.port), transports=["udp6"]
             )
         except OSError as err:
             raise BridgeStartError(f"cannot listen on {self.host}:{self.port}: {err}") from err
@@ -189,7 +190,13 @@ class Lwm2mServer:
         _guard_datagrams(context, self._screen, self._bad_datagram)
         _shorten_deduplication(context)
         _UNPARSABLE.attach(self._bad_datagram)
-        self._cancel_timers = track_timers(context)
+        cancel_timers = track_timers(context)
+
+        def cancel_all_timers() -> None:
+            cancel_timers()
+            _forget_blockwise(root)
+
+        self._cancel_timers = cancel_all_timers
         self._context = context
         self._expiry_task = asyncio.create_task(self._expire_forever(), name="iot_bridge_lwm2m")
 
@@ -665,6 +672,21 @@ def _shorten_deduplication(context: aiocoap.Context) -> None:
             return deduplicate(message)
 
         manager._deduplicate_message = remembered  # type: ignore[union-attr]
+
+
+def _forget_blockwise(resource: Any) -> None:
+    """Cancel the timers of aiocoap's blockwise spools on our resource: a request with a
+    Block option (a large object list, or a flooder's garbage) starts one that outlives
+    `Context.shutdown()`."""
+    for spool, name in (
+        (getattr(resource, "_block1", None), "_assemblies"),
+        (getattr(resource, "_block2", None), "_completes"),
+    ):
+        timeouts = getattr(spool, name, None)
+        handle = getattr(timeouts, "_timeout", None)
+        if handle is not None:
+            handle.cancel()
+            timeouts._timeout = None  # type: ignore[union-attr]
 
 
 def _address(address: Any) -> str:
