@@ -33,6 +33,26 @@ new temperature round-robin over the observed endpoints for BENCH_NOTIFY_SECONDS
 state_changed events of the temperature entities (a @callback listener; server side: the
 listener's state changes), rates over the time from the first send to the last arrival.
 "lost" is sent minus received; "final" says how many endpoints show the fleet's last value.
+
+At fleet size (test_lwm2m_scale, server alone and Home Assistant):
+
+    BENCH_SCALE_ENDPOINTS=10000 .venv/bin/python -m pytest benchmarks/bench_lwm2m.py -s -p no:cacheprovider -k scale
+
+BENCH_SCALE_ENDPOINTS (default 2,000; the full run is 10,000) endpoints over
+BENCH_SCALE_PROCESSES (4) fleet processes, each registering /1/0 and /3303/0 only (one
+observed instance), lifetime BENCH_SCALE_LIFETIME (60 s). They register in storms of
+BENCH_SCALE_STORM (1,000) at once, the next storm when the last is read and observed; each
+storm is timed like the one above. Then: RSS growth per endpoint (after the storms and after
+the Update window), Updates over BENCH_SCALE_UPDATE_SECONDS (1.25 x lifetime, so a lapse
+would show), notifications at BENCH_SCALE_NOTIFY_RATES, and BENCH_SCALE_EXECUTES sequential
+Executes (/3303/0/5605) plus notifications at 1,000/s without and with a flooding client
+(the fleet simulator's hostile mode in its own process, BENCH_FLOOD_SOCKETS sockets at each
+of BENCH_FLOOD_RATES datagrams/s, 0 = as fast as it can).
+
+Execute round trip (test_lwm2m_command_round_trip): one simulated parcel locker
+(iot_bridge_sim, aiocoap, its own process) registered with Home Assistant; BENCH_COMMANDS
+(300) each of raw aiocoap Execute to the client's socket, iot_bridge.send_command and
+lock.open/lock.lock, side by side.
 """
 
 from __future__ import annotations
