@@ -1,11 +1,15 @@
 """A share of the LwM2M fleet in its own process, for bench_lwm2m.py.
 
-    python -m benchmarks.lwm2m_peer PORT FIRST COUNT PREFIX
+    python -m benchmarks.lwm2m_peer PORT FIRST COUNT PREFIX [LIFETIME [one]]
 
 The fleet's light endpoints (iot_bridge_sim.lwm2m_fleet: /1/0, /3/0 and /3303/0 each) are
-bound before anything is sent; prints "ready COUNT". Commands on stdin, one per line:
+bound before anything is sent; prints "ready COUNT". LIFETIME (default 3,600 s: no Update
+falls inside a run) is the registration lifetime; "one" registers /1/0 and /3303/0 only (one
+observed instance per endpoint). Commands on stdin, one per line:
 
 - "register": every endpoint sends its Register at once (the storm); answers "registering";
+- "storm K": the next K endpoints not registered yet send their Register at once (and
+  Updates start); answers "storming K";
 - "notify RATE SECONDS": new temperatures, round-robin over the observed endpoints, RATE
   per second (0: as fast as this process can) for SECONDS; answers "notified SENT SECONDS";
 - "values": answers "values JSON" ({endpoint: temperature});
@@ -22,6 +26,8 @@ import sys
 import time
 
 from iot_bridge_sim.lwm2m_fleet import (
+    LINKS,
+    LINKS_ONE,
     Endpoint,
     FleetOptions,
     Lwm2mFleet,
@@ -61,14 +67,23 @@ async def notify(fleet: Lwm2mFleet, rate: float, seconds: float) -> tuple[int, f
     return fleet.counters.notifications - before, loop.time() - start
 
 
-async def main(port: int, first: int, count: int, prefix: str) -> int:
+async def main(
+    port: int, first: int, count: int, prefix: str, lifetime: int = LIFETIME, links: str = LINKS
+) -> int:
     _raise_file_limit(count + 256)
     fleet = Lwm2mFleet(
         FleetOptions(
-            server=("127.0.0.1", port), count=count, prefix=prefix, first=first, lifetime=LIFETIME
+            server=("127.0.0.1", port),
+            count=count,
+            prefix=prefix,
+            first=first,
+            lifetime=lifetime,
+            links=links,
         ),
         printer=lambda _line: None,
     )
+    stormed = 0  # endpoints whose Register went out with "storm"
+    updating = False
     # Lwm2mFleet.start() binds and registers in one go; here the sockets come first, so
     # the storm is only the Registers.
     fleet._started_at = time.monotonic()
@@ -86,6 +101,15 @@ async def main(port: int, first: int, count: int, prefix: str) -> int:
                 fleet._background(fleet._register_all())
                 fleet._background(fleet._update_forever())
                 print("registering", flush=True)
+            elif words[:1] == ["storm"]:
+                wave = fleet.endpoints[stormed : stormed + int(words[1])]
+                stormed += len(wave)
+                for endpoint in wave:
+                    fleet._background(fleet._register(endpoint))
+                if not updating:
+                    updating = True
+                    fleet._background(fleet._update_forever())
+                print(f"storming {len(wave)}", flush=True)
             elif words[:1] == ["notify"]:
                 sent, took = await notify(fleet, float(words[1]), float(words[2]))
                 print(f"notified {sent} {took:.6f}", flush=True)
@@ -100,4 +124,10 @@ async def main(port: int, first: int, count: int, prefix: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
+    lifetime = int(sys.argv[5]) if len(sys.argv) > 5 else LIFETIME
+    links = LINKS_ONE if sys.argv[6:7] == ["one"] else LINKS
+    sys.exit(
+        asyncio.run(
+            main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], lifetime, links)
+        )
+    )

@@ -56,6 +56,8 @@ DEREGISTER_TIMEOUT: Final = 5.0  # room for one retransmission
 DEREGISTER_IN_FLIGHT: Final = 100
 FORMATS: Final = frozenset(f for f in ContentFormat if f is not ContentFormat.LINK_FORMAT)
 LINKS: Final = '</>;rt="oma.lwm2m";ct=11542,</1>;ver=1.1,</1/0>,</3/0>,</3303/0>'
+# Only the temperature: the server reads and observes one instance per endpoint.
+LINKS_ONE: Final = '</>;rt="oma.lwm2m";ct=11542,</1>;ver=1.1,</1/0>,</3303/0>'
 DISCOVER: Final = {
     3: "</3>,</3/0>,</3/0/0>,</3/0/1>,</3/0/2>,</3/0/4>,</3/0/9>",
     3303: "</3303>,</3303/0>,</3303/0/5700>,</3303/0/5701>,</3303/0/5605>",
@@ -106,6 +108,7 @@ class FleetOptions:
     notify_rate: float = 0.0  # notifications per second across the fleet's observations
     confirmable: bool = False  # notifications as CON (else NON)
     bind_host: str = "127.0.0.1"
+    links: str = LINKS  # the object list sent with Register
 
 
 @dataclass(slots=True)
@@ -452,7 +455,7 @@ class Lwm2mFleet:
                 code=aiocoap.POST,
                 uri_path=("rd",),
                 uri_query=query,
-                payload=LINKS.encode(),
+                payload=self.options.links.encode(),
                 content_format=40,
             )
         )

@@ -138,7 +138,14 @@ class Lwm2mBridge:
         self.engine = engine
         self.rejects = RejectLog(_LOGGER)
         self.store = DeviceStore(listener, self.rejects)
-        self.server = Lwm2mServer(settings.host, settings.port, self, rejects=self.rejects)
+        self.server = Lwm2mServer(
+            settings.host,
+            settings.port,
+            self,
+            rejects=self.rejects,
+            # Devices never count against the cap on registrations waiting (admission.py).
+            known=lambda name: name in self.store.devices,
+        )
         self.endpoints: dict[str, Endpoint] = {}
         self._listener = listener
         self._admission = admission
@@ -380,6 +387,8 @@ class Lwm2mBridge:
         self._apply(endpoint, endpoint.values.keys())
         self._seen(endpoint, force=True)
         self._publish_queued(endpoint)
+        if endpoint.setup is asyncio.current_task():
+            endpoint.setup = None  # a finished task kept per endpoint is memory for nothing
 
     async def _read_into(self, endpoint: Endpoint, path: LwM2MPath) -> None:
         """Read an instance; store what comes back (a failed read is logged once)."""

@@ -102,10 +102,14 @@ class Binding:
     resource: int | None = None  # for rule-less (fallback) capabilities
     # The paired door of a lock (same instance id), when the client has one: "open".
     open_instance: LwM2MPath | None = None
+    # Resources whose values make up the capability's state: asked for on every
+    # notification, so computed once (it was ~15 % of handling a notification).
+    state_paths: tuple[LwM2MPath, ...] = field(init=False, compare=False, repr=False)
 
-    @property
-    def state_paths(self) -> tuple[LwM2MPath, ...]:
-        """Resources whose values make up the capability's state."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_paths", self._state_paths())
+
+    def _state_paths(self) -> tuple[LwM2MPath, ...]:
         rule = self.rule
         if rule is None:
             if self.capability.kind is CapabilityKind.BUTTON or self.resource is None:

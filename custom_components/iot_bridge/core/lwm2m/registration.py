@@ -8,6 +8,7 @@ client can only ever get a clear CoAP error back.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
 import secrets
@@ -255,6 +256,13 @@ class RegistrationStore:
 
 def _objects(payload: bytes) -> RegisteredObjects:
     try:
-        return parse_registration(payload)
+        return _parsed(payload)
     except CodecError as err:
         raise RegistrationError(f"object list: {err}") from err
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(payload: bytes) -> RegisteredObjects:
+    """A fleet of one model registers the same object list: parse it once and share the
+    (immutable) result, instead of one copy per endpoint in memory."""
+    return parse_registration(payload)

@@ -30,6 +30,7 @@ from aiocoap.numbers.codes import Code
 from ..bridge import BridgeStartError
 from ..coap_timers import shutdown, track_timers
 from ..devices import RejectLog
+from .admission import AdmissionLimits, FirstSight, RateLimiter
 from .registration import (
     Registration,
     RegistrationError,
@@ -47,6 +48,12 @@ _MIN_ACK_TIMEOUT: Final = 0.05
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 _SEND_FORMATS: Final = (110, 112)  # SenML JSON, SenML CBOR
 _MAX_SENDERS: Final = 100_000
+# Max-Age of a 5.03 for a Register while too many new endpoints wait to become devices.
+_PENDING_RETRY: Final = 30
+# The pending set is pruned (endpoints that became devices or went) at most this often.
+_PRUNE_INTERVAL: Final = 1.0
+# Code classes no CoAP message uses (1.xx, 6.xx, 7.xx is TCP signalling only).
+_NO_CLASS: Final = frozenset({1, 6, 7})
 
 
 class RegistrationListener(Protocol):
@@ -141,6 +148,8 @@ class Lwm2mServer:
         *,
         rejects: RejectLog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        limits: AdmissionLimits | None = None,
+        known: Callable[[str], bool] = lambda _endpoint: False,
     ) -> None:
         self.host = host
         self.port = port
@@ -154,6 +163,20 @@ class Lwm2mServer:
         self._turns: dict[str, asyncio.Lock] = {}
         # Who last sent from an address (Send carries no registration id): checked on use.
         self._senders: dict[Any, str] = {}
+        # Admission control (admission.py): what one sender may cost the others.
+        self.limits = limits or AdmissionLimits()
+        self._known = known
+        self._clock = clock
+        self._request_limit = RateLimiter(
+            self.limits.request_rate, self.limits.request_burst, clock=clock
+        )
+        self._register_limit = RateLimiter(
+            self.limits.register_rate, self.limits.register_burst, clock=clock
+        )
+        self._warned = FirstSight()
+        # Endpoints registered that were not devices yet when they registered.
+        self._pending: dict[str, None] = {}
+        self._pruned_at = -_PRUNE_INTERVAL
 
     @property
     def running(self) -> bool:
@@ -163,16 +186,24 @@ class Lwm2mServer:
     async def start(self) -> None:
         """Bind the port (refusing one already in use) and start watching lifetimes."""
         check_port_free(self.host, self.port)
+        root = _Root(self)
         try:
             context = await aiocoap.Context.create_server_context(
-                _Root(self), bind=(_bind_address(self.host), self.port), transports=["udp6"]
+                root, bind=(_bind_address(self.host), self.port), transports=["udp6"]
             )
         except OSError as err:
             raise BridgeStartError(f"cannot listen on {self.host}:{self.port}: {err}") from err
         _tune_socket(context)
-        _guard_datagrams(context, self._bad_datagram)
+        _guard_datagrams(context, self._screen, self._bad_datagram)
+        _shorten_deduplication(context)
         _UNPARSABLE.attach(self._bad_datagram)
-        self._cancel_timers = track_timers(context)
+        cancel_timers = track_timers(context)
+
+        def cancel_all_timers() -> None:
+            cancel_timers()
+            _forget_blockwise(root)
+
+        self._cancel_timers = cancel_all_timers
         self._context = context
         self._expiry_task = asyncio.create_task(self._expire_forever(), name="iot_bridge_lwm2m")
 
@@ -190,8 +221,45 @@ class Lwm2mServer:
 
     def _bad_datagram(self, source: str, problem: str) -> None:
         """A datagram that is not CoAP (or that aiocoap choked on): count it, log it once."""
+        self._drop(source, "malformed datagram", lambda: problem)
+
+    def _screen(self, data: bytes, address: Any) -> bool:
+        """Whether a datagram may go on to aiocoap: the cheap checks before any parsing.
+
+        Dropped: what cannot be CoAP (short, another version, a token over 8 bytes, a code
+        class nobody uses, a type and code that do not fit, which aiocoap would log once per
+        datagram) and requests beyond a source's request rate.
+        """
+        if (
+            len(data) < 4
+            or data[0] & 0xC0 != 0x40
+            or data[0] & 0x0F > 8
+            or data[1] >> 5 in _NO_CLASS
+            or (data[0] & 0x30 == 0x30 and data[1])  # a Reset carries no code
+            or (data[0] & 0x30 == 0x20 and 0 < data[1] < 32)  # an ACK carries no request
+        ):
+            self._drop(_key(address), "malformed datagram", lambda: "not a CoAP message")
+            return False
+        if 0 < data[1] < 32:  # a request (answers and notifications are never limited)
+            key = _key(address)
+            if not self._request_limit.allow(key):
+                rate = self.limits.request_rate
+                self._drop(key, "requests", lambda: f"more than {rate:g} requests/s")
+                return False
+        return True
+
+    def _drop(self, source: Any, cause: str, problem: Callable[[], str]) -> None:
+        """Count a dropped or refused request; warn the first time per source and cause
+        only (the line is built only then: a flood costs a dictionary look-up a datagram)."""
+        if not self._warned.first((cause, source)):
+            self.rejects.counts[cause] += 1
+            return
+        shown = _address(source) if isinstance(source, tuple) else str(source)
         self.rejects.reject(
-            source, "malformed datagram", f"Dropped a malformed datagram from {source}: {problem}"
+            shown,
+            cause,
+            f"LwM2M server: dropping {cause} from {shown}: {problem()} "
+            "(counted in diagnostics from now on, not logged again)",
         )
 
     # -- registration interface -----------------------------------------------------------
@@ -260,10 +328,15 @@ class Lwm2mServer:
     def _register(self, request: aiocoap.Message) -> aiocoap.Message:
         if request.code != aiocoap.POST:
             return _answer(aiocoap.METHOD_NOT_ALLOWED, "register with POST")
+        refusal = self._admit(request)
+        if refusal is not None:
+            return refusal
         _check_link_format(request)
         registration, previous = self.registrations.register(
             request.opt.uri_query, request.payload, request.remote
         )
+        if not self._known(registration.endpoint):
+            self._pending[registration.endpoint] = None
         self.rejects.accept(_sender(request), "registration")
         _LOGGER.debug(
             "LwM2M client %s registered from %s as %s (lifetime %s s, binding %s)",
@@ -275,6 +348,54 @@ class Lwm2mServer:
         )
         self._listener.registered(registration, previous)
         return aiocoap.Message(code=aiocoap.CREATED, location_path=registration.location)
+
+    def _admit(self, request: aiocoap.Message) -> aiocoap.Message | None:
+        """A 5.03 (with Max-Age: when to try again) for a Register over the limits."""
+        source = _source(request)
+        if not self._register_limit.allow(source):
+            wait = max(1, int(self._register_limit.retry_after(source) + 0.999))
+            rate = self.limits.register_rate
+            self._drop(source, "registrations", lambda: f"more than {rate:g} Registers/s")
+            return _busy(f"too many registrations from {source}", wait)
+        name = _endpoint_name(request)
+        if name is None or self._admissible(name):
+            return None
+        limit = self.limits.max_pending
+        self._drop(
+            source,
+            "registrations of new endpoints",
+            lambda: f"{limit} new endpoints are waiting to become devices already",
+        )
+        return _busy("too many new endpoints waiting", _PENDING_RETRY)
+
+    def _admissible(self, name: str) -> bool:
+        """Known devices and registered endpoints always; new ones while there is room."""
+        if name in self._pending or self.registrations.by_endpoint(name) or self._known(name):
+            return True
+        pending, limit = self._pending, self.limits.max_pending
+        if len(pending) < limit:
+            return True
+        # Oldest first, endpoints that became devices (or went away) leave the count: a
+        # fleet registering in waves frees the room its earlier waves took at once.
+        by_endpoint = self.registrations.by_endpoint
+        while pending:
+            oldest = next(iter(pending))
+            if by_endpoint(oldest) and not self._known(oldest):
+                break
+            del pending[oldest]
+        if len(pending) < limit:
+            return True
+        # Someone old still waits (for the user, say): look at all of them, now and then.
+        now = self._clock()
+        if now - self._pruned_at >= _PRUNE_INTERVAL:
+            self._pruned_at = now
+            self._pending = {n: None for n in pending if by_endpoint(n) and not self._known(n)}
+        return len(self._pending) < limit
+
+    @property
+    def pending(self) -> int:
+        """Registered endpoints counted against the pending cap (some may be devices now)."""
+        return len(self._pending)
 
     def _update_or_deregister(
         self, request: aiocoap.Message, registration_id: str
@@ -474,6 +595,26 @@ def _answer(code: Code, reason: str) -> aiocoap.Message:
     return aiocoap.Message(code=code, payload=reason.encode("utf-8")[:200])
 
 
+def _busy(reason: str, max_age: int) -> aiocoap.Message:
+    """5.03 Service Unavailable: try again after Max-Age seconds (RFC 7252 5.9.3.4)."""
+    message = _answer(aiocoap.SERVICE_UNAVAILABLE, reason)
+    message.opt.max_age = max_age
+    return message
+
+
+def _endpoint_name(request: aiocoap.Message) -> str | None:
+    for item in request.opt.uri_query:
+        name, _, value = item.partition("=")
+        if name == "ep":
+            return str(value)
+    return None
+
+
+def _key(address: Any) -> Any:
+    """A datagram's source as a cheap dictionary key: (host, port)."""
+    return address[:2] if isinstance(address, tuple) else address
+
+
 def _check_link_format(request: aiocoap.Message) -> None:
     content_format = request.opt.content_format
     if content_format not in (None, _LINK_FORMAT):
@@ -528,21 +669,74 @@ def _tune_socket(context: aiocoap.Context) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
 
 
-def _guard_datagrams(context: aiocoap.Context, report: Callable[[str, str], None]) -> None:
-    """aiocoap only catches its own parse error: other garbage (bad UTF-8 in a text
-    option, ...) escapes to the event loop as an error with a traceback, per datagram."""
+def _guard_datagrams(
+    context: aiocoap.Context,
+    screen: Callable[[bytes, Any], bool],
+    report: Callable[[str, str], None],
+) -> None:
+    """Screen every datagram before aiocoap parses it (cheap drops), and catch what
+    aiocoap does not: only its own parse error is handled there; other garbage (bad UTF-8
+    in a text option, ...) escapes to the event loop as an error with a traceback."""
     for message_interface in _message_interfaces(context):
         received = message_interface.datagram_msg_received
 
         def guarded(
             data: bytes, ancdata: Any, flags: int, address: Any, received: Any = received
         ) -> None:
+            if not screen(data, address):
+                return
             try:
                 received(data, ancdata, flags, address)
             except Exception as err:
                 report(_address(address), f"{type(err).__name__}: {str(err)[:80]}")
 
         message_interface.datagram_msg_received = guarded
+
+
+class _LocalNetwork(aiocoap.numbers.TransportTuning):  # type: ignore[misc]
+    """A request's duplicates arrive within MAX_TRANSMIT_SPAN (45 s) plus the network's
+    latency; RFC 7252 allows 100 s of latency each way, which makes aiocoap remember every
+    request it received for 247 s (a timer, its key and the answer). At 10,000 clients
+    updating every 48 s that is six remembered Updates per client, and a flooder's
+    accepted requests are remembered just as long. With 10 s it is 67 s."""
+
+    MAX_LATENCY = 10.0
+
+
+def _shorten_deduplication(context: aiocoap.Context) -> None:
+    """Remember received requests (to answer their duplicates) for 67 s, not 247 s.
+
+    Registration requests are safe to see twice after that: a second Register replaces
+    the first, an Update only refreshes, a De-register of a gone registration gets 4.04.
+    """
+    tuning = _LocalNetwork()
+    for interface in getattr(context, "request_interfaces", ()):
+        # aiocoap's MessageManager: the layer between tokens and the UDP transport.
+        manager = getattr(interface, "token_interface", None)
+        deduplicate = getattr(manager, "_deduplicate_message", None)
+        if deduplicate is None:
+            continue
+
+        def remembered(message: aiocoap.Message, deduplicate: Any = deduplicate) -> Any:
+            message.transport_tuning = tuning
+            return deduplicate(message)
+
+        manager._deduplicate_message = remembered  # type: ignore[union-attr]
+
+
+def _forget_blockwise(resource: Any) -> None:
+    """Cancel the timers of aiocoap's blockwise spools on our resource: a request with a
+    Block option (a large object list, or a flooder's garbage) starts one that outlives
+    `Context.shutdown()`."""
+    for spool, name in (
+        (getattr(resource, "_block1", None), "_assemblies"),
+        (getattr(resource, "_block2", None), "_completes"),
+    ):
+        timeouts = getattr(spool, name, None)
+        handle = getattr(timeouts, "_timeout", None)
+        if handle is not None:
+            handle.cancel()
+            timeouts._timeout = None  # type: ignore[union-attr]
 
 
 def _address(address: Any) -> str:
