@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Generator
 
-import aiomqtt
 import paho.mqtt.client as mqtt
 import pytest
 from homeassistant.const import STATE_UNAVAILABLE
@@ -25,6 +24,7 @@ from custom_components.iot_bridge.core.mqtt.connection import (
     MqttConnection,
     MqttSettings,
 )
+from custom_components.iot_bridge.core.mqtt.receive import Inbound
 
 from .common import mqtt_entry, setup_entry, wait_for
 from .mosquitto import Broker
@@ -123,8 +123,8 @@ async def test_retained_fleet_beyond_broker_queue_arrives_whole(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-def _drop_count(value: int, *, retain: bool) -> aiomqtt.Message:
-    return aiomqtt.Message(BROKER_DROPPED_TOPIC, str(value).encode(), 0, retain, 0, None)
+def _drop_count(value: int, *, retain: bool) -> Inbound:
+    return Inbound(BROKER_DROPPED_TOPIC, str(value).encode(), retain=retain)
 
 
 def test_broker_drop_count_rising_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
