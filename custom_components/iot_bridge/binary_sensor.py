@@ -11,7 +11,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from .compat import BinarySensorDeviceClass
 from .core.model import CapabilityKind, Device
 from .entity import IotBridgeEntity, capability_platform
-from .hub import IotBridgeHub, signal_connection, signal_device_update
+from .hub import IotBridgeHub, signal_connection
 
 PARALLEL_UPDATES = 0
 
@@ -60,8 +60,12 @@ class IotBridgeConnectivity(BinarySensorEntity):
     async def async_added_to_hass(self) -> None:
         """Follow the device's availability and the transport's connection."""
         entry_id = self.hub.entry.entry_id
-        for signal in (signal_device_update(entry_id, self.device_id), signal_connection(entry_id)):
-            self.async_on_remove(async_dispatcher_connect(self.hass, signal, self._handle_update))
+        self.async_on_remove(
+            self.hub.async_follow_device(self.device_id, None, self._handle_update)
+        )
+        self.async_on_remove(
+            async_dispatcher_connect(self.hass, signal_connection(entry_id), self._handle_update)
+        )
 
     @callback
     def _handle_update(self, changed: frozenset[str] | None = None) -> None:

@@ -21,7 +21,6 @@ from .hub import (
     IotBridgeConfigEntry,
     IotBridgeHub,
     signal_connection,
-    signal_device_update,
     signal_entity_remove,
     signal_new_capability,
     signal_new_device,
@@ -165,8 +164,12 @@ class IotBridgeEntity(Entity):
     async def async_added_to_hass(self) -> None:
         """Follow the device's updates, the connection, and the capability's removal."""
         entry_id = self.hub.entry.entry_id
-        for signal in (signal_device_update(entry_id, self.device_id), signal_connection(entry_id)):
-            self.async_on_remove(async_dispatcher_connect(self.hass, signal, self._handle_update))
+        self.async_on_remove(
+            self.hub.async_follow_device(self.device_id, self.key, self._handle_update)
+        )
+        self.async_on_remove(
+            async_dispatcher_connect(self.hass, signal_connection(entry_id), self._handle_update)
+        )
         self.async_on_remove(
             async_dispatcher_connect(
                 self.hass,

@@ -6,7 +6,8 @@ protocol, and everything here speaks only `core.bridge.Bridge` and the core mode
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -14,7 +15,7 @@ from homeassistant.config_entries import (
     SOURCE_INTEGRATION_DISCOVERY,
     ConfigEntry,
 )
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
     ConfigEntryNotReady,
@@ -56,6 +57,9 @@ REFUSED_DEVICE_OFFLINE = "device_offline"
 REFUSED_NOT_CONNECTED = "not_connected"
 
 
+_LOGGER = logging.getLogger(__name__)
+
+
 def iot_bridge_identifiers(
     identifiers: Iterable[tuple[str, str]],
 ) -> Iterator[tuple[str, str]]:
@@ -76,11 +80,6 @@ def signal_new_capability(entry_id: str) -> str:
     return f"{DOMAIN}_{entry_id}_new_capability"
 
 
-def signal_device_update(entry_id: str, device_id: str) -> str:
-    """Dispatcher signal: a device's state or availability changed."""
-    return f"{DOMAIN}_{entry_id}_{device_id}_update"
-
-
 def signal_entity_remove(entry_id: str, device_id: str, key: str) -> str:
     """Dispatcher signal: the capability behind an entity went away or changed shape."""
     return f"{DOMAIN}_{entry_id}_{device_id}_{key}_remove"
@@ -89,6 +88,9 @@ def signal_entity_remove(entry_id: str, device_id: str, key: str) -> str:
 def signal_connection(entry_id: str) -> str:
     """Dispatcher signal: the bridge's transport went down or came back."""
     return f"{DOMAIN}_{entry_id}_connection"
+
+
+type DeviceFollower = Callable[[frozenset[str] | None], None]
 
 
 class IotBridgeHub:
@@ -103,6 +105,10 @@ class IotBridgeHub:
         self._registry_ids: dict[str, str] = {}
         # Devices a discovery flow was started for in this run (one flow each).
         self._asked: set[str] = set()
+        # Entities following a device, by the capability key they show (None: the device's
+        # availability only). A state message wakes the entities of the keys it changed and
+        # no others: one value for a ten-sensor device is one call, not ten.
+        self._followers: dict[str, dict[str | None, list[DeviceFollower]]] = {}
         self._load_registry_ids()
         self.bridge = build_bridge(
             entry.data,
@@ -291,11 +297,42 @@ class IotBridgeHub:
             registry.async_remove_device(registry_id)
 
     @callback
+    def async_follow_device(
+        self, device_id: str, key: str | None, follower: DeviceFollower
+    ) -> CALLBACK_TYPE:
+        """Call `follower` when the value of `key` changes (`key` None: only when the device
+        as a whole changed, e.g. its availability) and whenever the whole device did."""
+        by_key = self._followers.setdefault(device_id, {})
+        by_key.setdefault(key, []).append(follower)
+
+        @callback
+        def stop() -> None:
+            followers = by_key.get(key)
+            if followers is not None and follower in followers:
+                followers.remove(follower)
+                if not followers:
+                    del by_key[key]
+            if not by_key and self._followers.get(device_id) is by_key:
+                del self._followers[device_id]
+
+        return stop
+
+    @callback
     def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
-        """Tell the device's entities; each refreshes only if its own value changed."""
-        async_dispatcher_send(
-            self.hass, signal_device_update(self.entry.entry_id, device.device_id), changed
-        )
+        """Tell the entities of the keys that changed (all of them when `changed` is None)."""
+        by_key = self._followers.get(device.device_id)
+        if by_key is None:
+            return
+        if changed is None:
+            targets = [follower for followers in by_key.values() for follower in followers]
+        else:
+            targets = [f for key in changed if (followers := by_key.get(key)) for f in followers]
+        for follower in targets:
+            try:
+                follower(changed)
+            except Exception:
+                # One entity's failure must not keep the device's other entities stale.
+                _LOGGER.exception("Error updating an entity of device %s", device.device_id)
 
     @callback
     def connection_changed(self, connected: bool) -> None:
