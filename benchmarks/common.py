@@ -117,6 +117,15 @@ def profiled(what: str, top: int = 30) -> Iterator[None]:
         print(f"\n### profile: {what}\n{out.getvalue()}")
 
 
+def rss() -> int:
+    """Resident memory of this process, in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
 def require(condition: bool, message: str) -> None:
     """Stop the benchmark when an outcome is wrong (unlike assert, survives python -O)."""
     if not condition:
