@@ -134,8 +134,8 @@ class IotBridgeEntity(Entity):
     @property
     def capability(self) -> Capability | None:
         """The capability as currently described (descriptions can change at runtime)."""
-        device = self.device
-        return device.capability(self.key) if device else None
+        device = self.hub.device(self.device_id)
+        return None if device is None else device.capabilities.get(self.key)
 
     @property
     def reported_value(self) -> Any:

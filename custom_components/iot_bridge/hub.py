@@ -121,6 +121,9 @@ class IotBridgeHub:
                 options=lambda: entry.options,
             ),
         )
+        # The bridge's live mapping (core/bridge.py): entities look their device up in it
+        # several times per state write.
+        self._devices = self.bridge.devices
 
     @property
     def connected(self) -> bool:
@@ -157,7 +160,7 @@ class IotBridgeHub:
 
     def device(self, device_id: str) -> Device | None:
         """A known device by its protocol id."""
-        return self.bridge.devices.get(device_id)
+        return self._devices.get(device_id)
 
     def reachable(self, device: Device) -> bool:
         """Whether a command to the device could be delivered now."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
+from homeassistant.core import callback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
@@ -26,12 +27,16 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
         if capability.options is not None:
             self._attr_device_class = SensorDeviceClass.ENUM
             self._attr_options = list(capability.options)
+        self._attr_native_unit_of_measurement = capability.unit
 
-    @property
-    def native_unit_of_measurement(self) -> str | None:
-        """The unit as currently described: a changed description applies at once."""
-        capability = self.capability
-        return capability.unit if capability else None
+    @callback
+    def _handle_update(self, changed: frozenset[str] | None = None) -> None:
+        if changed is None:
+            # The device was (re)described or its reachability changed: a new unit applies
+            # with this write. Value updates reuse it (it is read three times per write).
+            capability = self.capability
+            self._attr_native_unit_of_measurement = capability.unit if capability else None
+        super()._handle_update(changed)
 
     @property
     def native_value(self) -> StateType | date | datetime:
@@ -55,7 +60,7 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
     @property
     def unit_declared(self) -> bool:
         """Whether the device gave a unit (which makes the sensor numeric)."""
-        return self.native_unit_of_measurement is not None
+        return self._attr_native_unit_of_measurement is not None
 
 
 async_setup_entry = capability_platform(CapabilityKind.SENSOR, IotBridgeSensor)
