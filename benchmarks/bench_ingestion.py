@@ -259,7 +259,7 @@ def broker() -> Generator[Broker]:
 @pytest.mark.skipif(CASE_OUT not in os.environ, reason="run by test_ingestion, one per process")
 @pytest.mark.parametrize("style", SIDES)
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_case(hass: HomeAssistant, broker: Broker, shape: Shape, style: Style) -> None:
+async def test_case(broker: Broker, hass: HomeAssistant, shape: Shape, style: Style) -> None:
     plan = plan_of(shape, style)
     messages = MESSAGES[shape]
     peer = Peer(

@@ -99,6 +99,11 @@ class RejectLog:
         self._windows[cause] = (start, warned, held + 1)
         return False
 
+    @property
+    def warned(self) -> bool:
+        """Whether any rejection is remembered (accept has something to clear)."""
+        return bool(self._warned)
+
     def accept(self, device_id: str, cause: str) -> None:
         """The input is good again: a new problem will be logged again."""
         self._warned.pop((device_id, cause), None)
@@ -215,17 +220,18 @@ class DeviceStore:
         return keys
 
     def _checked(self, device: Device, capability: Capability, raw: Any) -> Any:
-        cause = f"value of {capability.key}"
         try:
             value = normalize(capability, raw)
         except InvalidValue as err:
+            cause = f"value of {capability.key}"
             self.rejects.reject(
                 device.device_id,
                 cause,
                 f"Dropped {cause} from device {device.device_id}: {err}",
             )
             return _MISSING
-        self.rejects.accept(device.device_id, cause)
+        if self.rejects.warned:  # a good value clears an earlier warning (rarely any)
+            self.rejects.accept(device.device_id, f"value of {capability.key}")
         return value
 
     def set_available(self, device_id: str, available: bool) -> None:

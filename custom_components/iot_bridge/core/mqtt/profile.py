@@ -122,9 +122,14 @@ def _load_json_object(payload: bytes, what: str) -> dict[str, Any]:
         raise ProfileError(f"{what} is not valid JSON: {err}", "not_json") from None
     if not isinstance(value, dict):
         raise ProfileError(f"{what} must be a JSON object, got {_json_type(value)}", "not_object")
-    if _nesting(value) > MAX_NESTING:
+    if not _flat(value) and _nesting(value) > MAX_NESTING:
         raise ProfileError(f"{what} is nested deeper than {MAX_NESTING} levels", "too_deep")
     return value
+
+
+def _flat(value: dict[str, Any]) -> bool:
+    """Whether no value of the object is an object or array (a state message, mostly)."""
+    return all(not isinstance(child, dict | list) for child in value.values())
 
 
 def _nesting(value: Any) -> int:
