@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from homeassistant.components.binary_sensor import BinarySensorEntity
-from homeassistant.const import EntityCategory
+from homeassistant.const import STATE_OFF, STATE_ON, EntityCategory
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.restore_state import RestoreEntity
 
 from .compat import BinarySensorDeviceClass
 from .core.model import CapabilityKind, Device
@@ -14,12 +15,17 @@ from .entity import IotBridgeEntity, capability_platform
 from .hub import IotBridgeHub, signal_connection
 
 PARALLEL_UPDATES = 0
+_RESTORED = {STATE_ON: True, STATE_OFF: False}
 
 
-class IotBridgeBinarySensor(IotBridgeEntity, BinarySensorEntity):
+class IotBridgeBinarySensor(IotBridgeEntity, BinarySensorEntity, RestoreEntity):
     """A true/false reading."""
 
     _device_classes = BinarySensorDeviceClass
+
+    async def _async_last_reading(self) -> bool | None:
+        last = await self.async_get_last_state()
+        return None if last is None else _RESTORED.get(last.state)
 
     @property
     def is_on(self) -> bool | None:

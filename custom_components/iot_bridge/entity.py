@@ -16,6 +16,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
+from .core.devices import restore_value
 from .core.model import Capability, CapabilityKind, CommandResult, Device
 from .hub import (
     IotBridgeConfigEntry,
@@ -164,6 +165,7 @@ class IotBridgeEntity(Entity):
     async def async_added_to_hass(self) -> None:
         """Follow the device's updates, the connection, and the capability's removal."""
         entry_id = self.hub.entry.entry_id
+        await self._async_restore()
         self.async_on_remove(
             self.hub.async_follow_device(self.device_id, self.key, self._handle_update)
         )
@@ -177,6 +179,17 @@ class IotBridgeEntity(Entity):
                 self._handle_capability_gone,
             )
         )
+
+    async def _async_restore(self) -> None:
+        """Readings take their last value from before the restart until the device reports."""
+        value = await self._async_last_reading()
+        device = self.device
+        if value is not None and device is not None:
+            restore_value(device, self.key, value)
+
+    async def _async_last_reading(self) -> Any:
+        """The value this entity showed before Home Assistant restarted (readings only)."""
+        return None
 
     @callback
     def _handle_update(self, changed: frozenset[str] | None = None) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
+from homeassistant.components.sensor import RestoreSensor, SensorDeviceClass, SensorStateClass
 from homeassistant.core import callback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
@@ -19,7 +20,7 @@ _TEXT_LIKE = frozenset(
 )
 
 
-class IotBridgeSensor(IotBridgeEntity, SensorEntity):
+class IotBridgeSensor(IotBridgeEntity, RestoreSensor):
     """A reading."""
 
     _device_classes = SensorDeviceClass
@@ -34,6 +35,10 @@ class IotBridgeSensor(IotBridgeEntity, SensorEntity):
         # Device classes whose values are not numbers; fixed for the entity's lifetime.
         self._text_like = self._attr_device_class if self._attr_device_class in _TEXT_LIKE else None
         self._numeric = self._is_numeric()
+
+    async def _async_last_reading(self) -> Any:
+        data = await self.async_get_last_sensor_data()
+        return None if data is None else data.native_value
 
     @callback
     def _handle_update(self, changed: frozenset[str] | None = None) -> None:

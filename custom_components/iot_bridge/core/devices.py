@@ -109,6 +109,24 @@ class RejectLog:
         self._warned.pop((device_id, cause), None)
 
 
+def restore_value(device: Device, key: str, value: Any) -> bool:
+    """Fill in a value remembered from before a restart for a key the device has not reported
+    since; return whether it was used.
+
+    A device that retains only the keys that changed leaves the broker holding part of its
+    state: without this, every other reading would be unknown after a restart until the
+    device happens to send it again. A value the device reports always wins.
+    """
+    capability = device.capabilities.get(key)
+    if capability is None or value is None or key in device.state:
+        return False
+    try:
+        device.state[key] = normalize(capability, value)
+    except InvalidValue:
+        return False
+    return True
+
+
 def expected_state(device: Device, command: Command) -> Any:
     """What a successful action sets when the device's answer does not report it."""
     capability = device.capabilities[command.capability]
