@@ -8,7 +8,7 @@ sends one value per message that was most of IoT Bridge's work per state update.
 
 `LeanReceiver` keeps paho for everything else (connect, subscribe, publish, keepalive,
 QoS 2, TLS) and replaces only how bytes become PUBLISH messages: one `recv` of up to
-64 KiB per pass, every complete packet in the buffer handled in that pass, QoS 0 and 1
+16 KiB per pass, every complete packet in the buffer handled in that pass, QoS 0 and 1
 PUBLISH packets handed straight to a callback as an `Inbound` (slots, no copies beyond
 the payload), properties decoded only when a handler reads them (the reply topic's
 Correlation Data; state topics never look). Every other packet goes to paho's own handler.
@@ -27,10 +27,10 @@ from paho.mqtt.properties import Properties
 
 _LOGGER = logging.getLogger(__name__)
 
-_READ_SIZE = 65_536
-# Reads per readable event before returning to the event loop (it calls again while data
-# remains): 1 MiB, so a burst cannot keep other work waiting for long.
-_READS_PER_EVENT = 16
+# One read per readable event; the event loop calls again while the socket has more. 16 KiB
+# is ~800 one-value state messages, 10-40 ms of work: a burst shares the loop with
+# everything else in Home Assistant.
+_READ_SIZE = 16_384
 _PUBLISH = 0x30
 _QOS_MASK = 0x06
 _QOS2 = 0x04
@@ -123,21 +123,16 @@ class LeanReceiver(mqtt.Client):
             self._lean_buffer = bytearray()
         buffer = self._lean_buffer
         lost = False
-        for _ in range(_READS_PER_EVENT):
-            try:
-                data = self._sock_recv(_READ_SIZE)
-            except BlockingIOError:
-                break
-            except OSError as err:
-                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
-                lost = True
-                break
-            if not data:
-                lost = True
-                break
+        try:
+            data = self._sock_recv(_READ_SIZE)
+        except BlockingIOError:
+            pass  # nothing new: what is buffered may still hold whole packets
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            lost = True
+        else:
+            lost = not data  # end of stream: the broker closed the connection
             buffer += data
-            if len(data) < _READ_SIZE:
-                break
         rc = self._handle_buffered(buffer)
         with self._msgtime_mutex:
             self._last_msg_in = time.monotonic()
