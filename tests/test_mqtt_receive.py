@@ -111,3 +111,14 @@ def test_malformed_publish_ends_the_connection(
     assert rc != MQTTErrorCode.MQTT_ERR_SUCCESS
     assert not wire.received
     assert "Malformed packet from the MQTT broker" in caplog.text
+
+
+def test_a_paho_without_the_internals_keeps_its_own_path() -> None:
+    """If a paho release drops an internal the lean path needs, the client stays paho's."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    del client._manual_ack
+    assert not LeanReceiver.install(client, lambda _message: None)
+    assert type(client) is mqtt.Client
+    assert LeanReceiver.install(
+        mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5), lambda _message: None
+    )

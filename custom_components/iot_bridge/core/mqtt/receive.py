@@ -31,6 +31,19 @@ _LOGGER = logging.getLogger(__name__)
 # is ~800 one-value state messages, 10-40 ms of work: a burst shares the loop with
 # everything else in Home Assistant.
 _READ_SIZE = 16_384
+# What the lean path uses of paho's client besides its public API.
+_PAHO_INTERNALS = (
+    "_sock",
+    "_sock_recv",
+    "_in_packet",
+    "_packet_handle",
+    "_send_puback",
+    "_msgtime_mutex",
+    "_last_msg_in",
+    "_easy_log",
+    "_manual_ack",
+    "_protocol",
+)
 _PUBLISH = 0x30
 _QOS_MASK = 0x06
 _QOS2 = 0x04
@@ -105,13 +118,23 @@ class LeanReceiver(mqtt.Client):
     _lean_sock: object
 
     @classmethod
-    def install(cls, client: mqtt.Client, deliver: InboundHandler) -> None:
-        """Give `client` (not yet connected, MQTT 5) the lean receive path."""
+    def install(cls, client: mqtt.Client, deliver: InboundHandler) -> bool:
+        """Give `client` (not yet connected, MQTT 5) the lean receive path.
+
+        It relies on paho's internals (checked with paho-mqtt 2.1.0): if a paho release
+        lacks one of them the client keeps paho's own path (slower, same results) and this
+        returns False.
+        """
+        missing = [name for name in _PAHO_INTERNALS if not hasattr(client, name)]
+        if missing:
+            _LOGGER.debug("paho-mqtt lacks %s: using its own receive path", ", ".join(missing))
+            return False
         client.__class__ = cls
         lean: LeanReceiver = client  # type: ignore[assignment]
         lean._lean_deliver = deliver
         lean._lean_buffer = bytearray()
         lean._lean_sock = None
+        return True
 
     def _packet_read(self) -> MQTTErrorCode:
         sock = self._sock
