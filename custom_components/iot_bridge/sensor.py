@@ -80,10 +80,5 @@ class IotBridgeSensor(IotBridgeEntity, RestoreSensor):
             return as_number(value)
         return value if isinstance(value, int | float | str) else str(value)
 
-    @property
-    def unit_declared(self) -> bool:
-        """Whether the device gave a unit (which makes the sensor numeric)."""
-        return self._attr_native_unit_of_measurement is not None
-
 
 async_setup_entry = capability_platform(CapabilityKind.SENSOR, IotBridgeSensor)
