@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from itertools import cycle
 from typing import Any
 
-import aiomqtt
 import paho.mqtt.client as mqtt
 import pytest
 from homeassistant.components.lock.const import LockState
@@ -41,6 +40,7 @@ from paho.mqtt.properties import Properties
 
 from custom_components.iot_bridge.const import DOMAIN, EVENT_COMMAND
 from custom_components.iot_bridge.core.mqtt.connection import MqttConnection, MqttSettings
+from custom_components.iot_bridge.core.mqtt.receive import Inbound
 
 from .common import (
     Latency,
@@ -181,7 +181,7 @@ async def measure_connection(port: int, count: int) -> list[float]:
     reply_topic = f"{PREFIX}/_bridge/bench-connection/reply"
     answers: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
 
-    def on_reply(message: aiomqtt.Message) -> None:
+    def on_reply(message: Inbound) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
         future = answers.pop(correlation, None) if isinstance(correlation, bytes) else None
         if future is not None and not future.done() and isinstance(message.payload, bytes):

@@ -45,7 +45,7 @@ from pytest_homeassistant_custom_component.common import (  # type: ignore[impor
 from iot_bridge_sim.broker import Broker
 from tests.common import mqtt_entry, setup_ha_mqtt
 
-from .common import Peer, header, machine, markdown_table, profiled, require, start_broker
+from .common import Peer, header, machine, markdown_table, profiled, require, rss, start_broker
 from .peers import FleetPlan, Style
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -56,15 +56,6 @@ PREFIXES: dict[Style, str] = {"iot_bridge": "benchiot", "ha_mqtt": "bench"}
 SIDES: list[Style] = ["iot_bridge", "ha_mqtt"]
 SIDE_NAMES: dict[Style, str] = {"iot_bridge": "IoT Bridge", "ha_mqtt": "HA MQTT"}
 MIB = 1024 * 1024
-
-
-def rss() -> int:
-    """Resident memory of this process, in bytes."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 @dataclass(frozen=True, slots=True)

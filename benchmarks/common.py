@@ -12,6 +12,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,11 +102,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 @contextmanager
 def profiled(what: str, top: int = 30) -> Iterator[None]:
-    """With BENCH_PROFILE=1, cProfile the block (this thread only) and print the top."""
+    """With BENCH_PROFILE=1, cProfile the block (this thread only) and print the top.
+
+    Times are the process's CPU time (time.process_time), not wall time: on a shared machine
+    a neighbour's work would otherwise land on whatever function was running.
+    """
     if not os.environ.get("BENCH_PROFILE"):
         yield
         return
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.process_time)
     profile.enable()
     try:
         yield
@@ -115,6 +120,15 @@ def profiled(what: str, top: int = 30) -> Iterator[None]:
         stats = pstats.Stats(profile, stream=out)
         stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(top)
         print(f"\n### profile: {what}\n{out.getvalue()}")
+
+
+def rss() -> int:
+    """Resident memory of this process, in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def require(condition: bool, message: str) -> None:

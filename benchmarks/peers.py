@@ -2,6 +2,7 @@
 
     python -m benchmarks.peers locker --port P --prefix X
     python -m benchmarks.peers flood --port P --prefix X --style iot_bridge --shape all ...
+    python -m benchmarks.peers flood ... --shape fleet --devices 1000 --sensors 5
     python -m benchmarks.peers fleet --port P --prefix X --style ha_mqtt --devices N
 
 They run outside the measured process so that their Python work does not share its GIL.
@@ -26,7 +27,7 @@ from iot_bridge_sim.devices import parcel_locker
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
 type Style = Literal["iot_bridge", "ha_mqtt"]
-type Shape = Literal["all", "one"]
+type Shape = Literal["all", "one", "fleet"]
 
 HOST = "127.0.0.1"
 HA_DISCOVERY_PREFIX = "homeassistant"
@@ -61,43 +62,79 @@ def _silent(_line: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class FloodPlan:
-    """Which topics and payloads one flood uses; shared by the publisher and the benchmark."""
+    """Which topics and payloads one flood uses; shared by the publisher and the benchmark.
+
+    `devices` meters of `sensors` sensors each. Shapes: "all" (one device, every message
+    sets all its sensors), "one" (one device, every message sets one sensor, in turn) and
+    "fleet" (one sensor per message, message i going to device i % devices, so consecutive
+    messages never hit the same device).
+    """
 
     style: Style
     shape: Shape
     prefix: str
     device: str
     sensors: int
+    devices: int = 1
 
     @property
     def keys(self) -> list[str]:
         return [f"s{index}" for index in range(self.sensors)]
 
-    def state_topic(self, key: str) -> str:
-        """IoT Bridge has one state topic per device; HA sensors get one each for "one"."""
-        if self.style == "ha_mqtt" and self.shape == "one":
-            return f"{self.prefix}/{self.device}/{key}"
-        return f"{self.prefix}/{self.device}/state"
+    @property
+    def device_names(self) -> list[str]:
+        if self.devices == 1:
+            return [self.device]
+        return [f"{self.device}{index:04d}" for index in range(self.devices)]
+
+    def targets(self) -> list[tuple[str, str]]:
+        """Every (device, sensor) pair: one entity each."""
+        return [(device, key) for device in self.device_names for key in self.keys]
+
+    def state_topic(self, device: str, key: str) -> str:
+        """IoT Bridge has one state topic per device; each HA sensor gets one of its own
+        unless every message carries all values (with a shared topic the other sensors'
+        templates would render an undefined key on every message)."""
+        if self.style == "ha_mqtt" and self.shape != "all":
+            return f"{self.prefix}/{device}/{key}"
+        return f"{self.prefix}/{device}/state"
+
+    def _target(self, index: int) -> tuple[str, str]:
+        device = index % self.devices
+        key = (index // self.devices) % self.sensors
+        return self.device_names[device], self.keys[key]
 
     def message(self, index: int) -> tuple[str, bytes]:
-        """Message `index` of the flood: every sensor, or sensor index % n, set to index."""
+        """Message `index` of the flood: every sensor, or one sensor, set to index."""
         if self.shape == "all":
-            return self.state_topic(self.keys[0]), _json(dict.fromkeys(self.keys, index))
-        key = self.keys[index % self.sensors]
-        return self.state_topic(key), _json({key: index})
+            return self.state_topic(self.device, self.keys[0]), _json(
+                dict.fromkeys(self.keys, index)
+            )
+        device, key = self._target(index)
+        return self.state_topic(device, key), _json({key: index})
 
     def setting_all(self, value: int) -> list[tuple[str, bytes]]:
         """Messages that set every sensor to `value` (the probe)."""
         if self.shape == "all":
-            return [(self.state_topic(self.keys[0]), _json(dict.fromkeys(self.keys, value)))]
-        return [(self.state_topic(key), _json({key: value})) for key in self.keys]
+            return [
+                (
+                    self.state_topic(self.device, self.keys[0]),
+                    _json(dict.fromkeys(self.keys, value)),
+                )
+            ]
+        return [(self.state_topic(d, k), _json({k: value})) for d, k in self.targets()]
 
-    def final_values(self, messages: int) -> dict[str, int]:
-        """Each sensor's value after the whole flood: the sentinel the benchmark waits for."""
+    def final_values(self, messages: int) -> dict[tuple[str, str], int]:
+        """Each sensor's value after the whole flood: the sentinels the benchmark waits for."""
         last = messages - 1
         if self.shape == "all":
-            return dict.fromkeys(self.keys, last)
-        return {key: last - (last - index) % self.sensors for index, key in enumerate(self.keys)}
+            return dict.fromkeys(self.targets(), last)
+        finals: dict[tuple[str, str], int] = {}
+        index = last
+        while index >= 0 and len(finals) < self.devices * self.sensors:
+            finals.setdefault(self._target(index), index)
+            index -= 1
+        return finals
 
     def updates_per_message(self) -> int:
         return self.sensors if self.shape == "all" else 1
@@ -105,37 +142,37 @@ class FloodPlan:
     def announcements(self) -> list[tuple[str, bytes]]:
         """Retained discovery for either integration, plus whatever makes it available."""
         if self.style == "iot_bridge":
-            return self._iot_bridge_announcements()
-        return [self._ha_discovery(key) for key in self.keys]
+            return [m for device in self.device_names for m in self._iot_bridge(device)]
+        return [self._ha_discovery(device, key) for device, key in self.targets()]
 
-    def _iot_bridge_announcements(self) -> list[tuple[str, bytes]]:
+    def _iot_bridge(self, device: str) -> list[tuple[str, bytes]]:
         capabilities = [
             {"kind": "sensor", "key": key, "name": key, "unit": "W", "state_class": "measurement"}
             for key in self.keys
         ]
-        base = f"{self.prefix}/{self.device}"
-        config = {"id": self.device, "name": "Meter", "capabilities": capabilities}
+        base = f"{self.prefix}/{device}"
+        config = {"id": device, "name": device, "capabilities": capabilities}
         return [
             (f"{base}/config", _json(config)),
             (f"{base}/availability", b"online"),
             (f"{base}/state", _json(dict.fromkeys(self.keys, 0))),
         ]
 
-    def _ha_discovery(self, key: str) -> tuple[str, bytes]:
+    def _ha_discovery(self, device: str, key: str) -> tuple[str, bytes]:
         config = {
             "name": key,
-            "unique_id": self.ha_unique_id(key),
-            "state_topic": self.state_topic(key),
+            "unique_id": self.ha_unique_id(device, key),
+            "state_topic": self.state_topic(device, key),
             "value_template": f"{{{{ value_json.{key} }}}}",
             "unit_of_measurement": "W",
             "state_class": "measurement",
-            "device": {"identifiers": [f"bench_{self.device}"], "name": "Meter"},
+            "device": {"identifiers": [f"bench_{device}"], "name": device},
         }
-        object_id = f"{self.device}_{key}"
+        object_id = f"{device}_{key}"
         return f"{HA_DISCOVERY_PREFIX}/sensor/{object_id}/config", _json(config)
 
-    def ha_unique_id(self, key: str) -> str:
-        return f"bench_{self.device}_{key}"
+    def ha_unique_id(self, device: str, key: str) -> str:
+        return f"bench_{device}_{key}"
 
 
 def _json(value: Any) -> bytes:
@@ -153,6 +190,7 @@ class Flooder:
             protocol=mqtt.MQTTv5,
         )
         # Long keepalive: the peer sits idle on stdin while Home Assistant starts.
+        self.client.max_inflight_messages_set(1000)
         self.client.connect(HOST, port, keepalive=600)
         sock = self.client.socket()
         if isinstance(sock, socket.socket):
@@ -293,10 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         role.add_argument("--port", type=int, required=True)
         role.add_argument("--prefix", required=True)
     flood.add_argument("--style", choices=["iot_bridge", "ha_mqtt"], required=True)
-    flood.add_argument("--shape", choices=["all", "one"], required=True)
+    flood.add_argument("--shape", choices=["all", "one", "fleet"], required=True)
     flood.add_argument("--device", required=True)
     flood.add_argument("--sensors", type=int, default=10)
     flood.add_argument("--messages", type=int, required=True)
+    flood.add_argument("--devices", type=int, default=1)
     fleet.add_argument("--style", choices=["iot_bridge", "ha_mqtt"], required=True)
     fleet.add_argument("--devices", type=int, required=True)
     return parser
@@ -310,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.role == "fleet":
         run_fleet(args.port, FleetPlan(args.style, args.prefix, args.devices))
         return 0
-    plan = FloodPlan(args.style, args.shape, args.prefix, args.device, args.sensors)
+    plan = FloodPlan(args.style, args.shape, args.prefix, args.device, args.sensors, args.devices)
     run_flood(args.port, plan, args.messages)
     return 0
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import uuid
 from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
+import paho.mqtt.client as mqtt
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
+from paho.mqtt.enums import CallbackAPIVersion
 from pytest_homeassistant_custom_component.common import (  # type: ignore[import-untyped]
     MockConfigEntry,
 )
@@ -138,3 +141,22 @@ def record_command_events(hass: HomeAssistant) -> list[dict[str, Any]]:
 
     hass.bus.async_listen(EVENT_COMMAND, record)
     return events
+
+
+def publish_retained(port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish retained at QoS 1 and wait for every PUBACK (blocking: run in an executor)."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"retained-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(200)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -235,6 +235,13 @@ def test_logbook_wording_of_the_other_outcomes() -> None:
         == "Door 2 open: confirmed in 43 ms"
     )
     assert logbook.describe_outcome(base | {"outcome": "delivered"}).startswith("Door 2 open: sent")
+    operation = {"capability": None, "capability_name": None, "path": "/3/0/4"}
+    assert (
+        logbook.describe_outcome(
+            operation | {"action": "execute", "outcome": "rejected", "reason": "4.05"}
+        )
+        == "/3/0/4 execute: refused — 4.05"
+    )
 
 
 async def test_command_health_sensors(

@@ -24,6 +24,7 @@ from custom_components.iot_bridge.core.lwm2m import (
 )
 from custom_components.iot_bridge.core.lwm2m.operations import parse_operation
 from custom_components.iot_bridge.core.lwm2m.senml import decode_path_list, encode_path_list
+from custom_components.iot_bridge.logbook import describe_outcome
 from iot_bridge_sim.devices import sensor_node
 from iot_bridge_sim.lwm2m import Lwm2mClient, Lwm2mOptions
 
@@ -88,6 +89,9 @@ async def test_read_discover_and_write_return_the_answer(
     assert whole["values"]["/3303/0/5701"] == "Cel"
     assert events[0]["outcome"] == "confirmed"
     assert events[0]["path"] == "/3303/0/5700"
+    assert events[0]["device_name"]
+    assert events[0]["deadline_s"] > 0
+    assert describe_outcome(events[0]).startswith("/3303/0/5700 read: confirmed in ")
 
     composite = await _operate(
         hass, "sensor1", "read_composite", paths=["/3303/0/5700", "/3311/0/5851"]

@@ -11,13 +11,10 @@ import json
 import logging
 from collections.abc import Generator
 
-import aiomqtt
-import paho.mqtt.client as mqtt
 import pytest
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
-from paho.mqtt.enums import CallbackAPIVersion
 
 from custom_components.iot_bridge.const import DOMAIN
 from custom_components.iot_bridge.core.mqtt.connection import (
@@ -25,8 +22,9 @@ from custom_components.iot_bridge.core.mqtt.connection import (
     MqttConnection,
     MqttSettings,
 )
+from custom_components.iot_bridge.core.mqtt.receive import Inbound
 
-from .common import mqtt_entry, setup_entry, wait_for
+from .common import mqtt_entry, publish_retained, setup_entry, wait_for
 from .mosquitto import Broker
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -62,21 +60,6 @@ def fleet() -> list[tuple[str, bytes]]:
     return messages
 
 
-def announce(port: int, messages: list[tuple[str, bytes]]) -> None:
-    """Publish retained at QoS 1 and wait for every PUBACK (blocking: run in an executor)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet", protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(200)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(timeout=30)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 @pytest.fixture
 def default_broker() -> Generator[Broker]:
     """mosquitto with its defaults (no set_tcp_nodelay, no queue settings)."""
@@ -90,7 +73,7 @@ async def test_retained_fleet_beyond_broker_queue_arrives_whole(
     hass: HomeAssistant, default_broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every config, state and availability retained before start-up arrives: 0 lost."""
-    await hass.async_add_executor_job(announce, default_broker.port, fleet())
+    await hass.async_add_executor_job(publish_retained, default_broker.port, fleet())
 
     entry = mqtt_entry(default_broker, prefix=PREFIX)
     await setup_entry(hass, entry)
@@ -123,8 +106,8 @@ async def test_retained_fleet_beyond_broker_queue_arrives_whole(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-def _drop_count(value: int, *, retain: bool) -> aiomqtt.Message:
-    return aiomqtt.Message(BROKER_DROPPED_TOPIC, str(value).encode(), 0, retain, 0, None)
+def _drop_count(value: int, *, retain: bool) -> Inbound:
+    return Inbound(BROKER_DROPPED_TOPIC, str(value).encode(), retain=retain)
 
 
 def test_broker_drop_count_rising_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -149,3 +132,73 @@ def test_broker_drop_count_without_retained_value_counts_from_zero() -> None:
     connection = MqttConnection(MqttSettings("127.0.0.1", 1883, "t"))
     connection._dispatch(_drop_count(780, retain=False))
     assert connection.broker_dropped == 780
+
+
+async def test_partial_retained_state_keeps_the_other_readings(
+    hass: HomeAssistant, mqtt_broker: Broker
+) -> None:
+    """A device that retains only the keys that changed leaves part of its state on the
+    broker; after a restart (here: a reload) the readings it left out show their last value,
+    not unknown, and the retained keys show theirs."""
+    prefix = "partial"
+    base = f"{prefix}/meter"
+    config = {
+        "id": "meter",
+        "name": "Meter",
+        "capabilities": [
+            {"kind": "sensor", "key": "power", "unit": "W"},
+            {"kind": "sensor", "key": "label"},
+            {"kind": "binary_sensor", "key": "door", "device_class": "door"},
+        ],
+    }
+    full = {"power": 5, "label": "hall", "door": True}
+    await hass.async_add_executor_job(
+        publish_retained,
+        mqtt_broker.port,
+        [
+            (f"{base}/config", json.dumps(config).encode()),
+            (f"{base}/availability", b"online"),
+            (f"{base}/state", json.dumps(full).encode()),
+        ],
+    )
+    entry = mqtt_entry(mqtt_broker, prefix=prefix, client_id="partial-retained")
+    await setup_entry(hass, entry)
+    registry = er.async_get(hass)
+
+    def shown() -> dict[str, str | None]:
+        states = {}
+        for key, domain in (("power", "sensor"), ("label", "sensor"), ("door", "binary_sensor")):
+            entity_id = registry.async_get_entity_id(
+                domain, DOMAIN, f"{entry.entry_id}_meter_{key}"
+            )
+            state = hass.states.get(entity_id) if entity_id else None
+            states[key] = state.state if state else None
+        return states
+
+    await wait_for(lambda: shown() == {"power": "5", "label": "hall", "door": "on"}, what=shown)
+    # The device retains only what changed: the broker's snapshot is now {"power": 7}.
+    await hass.async_add_executor_job(
+        publish_retained, mqtt_broker.port, [(f"{base}/state", b'{"power": 7}')]
+    )
+    await wait_for(lambda: shown()["power"] == "7", what=shown)
+    assert shown() == {"power": "7", "label": "hall", "door": "on"}
+
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(lambda: shown() == {"power": "7", "label": "hall", "door": "on"}, what=shown)
+    assert entry.runtime_data.bridge.devices["meter"].state == {
+        "power": 7,
+        "label": "hall",
+        "door": True,
+    }
+    # A reported value wins over the restored one.
+    await hass.async_add_executor_job(
+        publish_retained, mqtt_broker.port, [(f"{base}/state", b'{"label": "porch"}')]
+    )
+    await wait_for(lambda: shown()["label"] == "porch", what=shown)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_add_executor_job(
+        publish_retained,
+        mqtt_broker.port,
+        [(f"{base}/{topic}", b"") for topic in ("config", "state")],
+    )

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from homeassistant.components.binary_sensor import BinarySensorEntity
-from homeassistant.const import EntityCategory
+from homeassistant.const import STATE_OFF, STATE_ON, EntityCategory
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.restore_state import RestoreEntity
 
 from .compat import BinarySensorDeviceClass
 from .core.model import CapabilityKind, Device
 from .entity import IotBridgeEntity, capability_platform
-from .hub import IotBridgeHub, signal_connection, signal_device_update
+from .hub import IotBridgeHub, signal_connection
 
 PARALLEL_UPDATES = 0
+_RESTORED = {STATE_ON: True, STATE_OFF: False}
 
 
-class IotBridgeBinarySensor(IotBridgeEntity, BinarySensorEntity):
+class IotBridgeBinarySensor(IotBridgeEntity, BinarySensorEntity, RestoreEntity):
     """A true/false reading."""
 
     _device_classes = BinarySensorDeviceClass
+
+    async def _async_last_reading(self) -> bool | None:
+        last = await self.async_get_last_state()
+        return None if last is None else _RESTORED.get(last.state)
 
     @property
     def is_on(self) -> bool | None:
@@ -62,8 +68,12 @@ class IotBridgeConnectivity(BinarySensorEntity):
     async def async_added_to_hass(self) -> None:
         """Follow the device's availability and the transport's connection."""
         entry_id = self.hub.entry.entry_id
-        for signal in (signal_device_update(entry_id, self.device_id), signal_connection(entry_id)):
-            self.async_on_remove(async_dispatcher_connect(self.hass, signal, self._handle_update))
+        self.async_on_remove(
+            self.hub.async_follow_device(self.device_id, None, self._handle_update)
+        )
+        self.async_on_remove(
+            async_dispatcher_connect(self.hass, signal_connection(entry_id), self._handle_update)
+        )
 
     @callback
     def _handle_update(self, changed: frozenset[str] | None = None) -> None:

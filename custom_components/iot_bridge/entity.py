@@ -16,12 +16,12 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
+from .core.devices import restore_value
 from .core.model import Capability, CapabilityKind, CommandResult, Device
 from .hub import (
     IotBridgeConfigEntry,
     IotBridgeHub,
     signal_connection,
-    signal_device_update,
     signal_entity_remove,
     signal_new_capability,
     signal_new_device,
@@ -138,8 +138,8 @@ class IotBridgeEntity(Entity):
     @property
     def capability(self) -> Capability | None:
         """The capability as currently described (descriptions can change at runtime)."""
-        device = self.device
-        return device.capability(self.key) if device else None
+        device = self.hub.device(self.device_id)
+        return None if device is None else device.capabilities.get(self.key)
 
     @property
     def reported_value(self) -> Any:
@@ -168,8 +168,13 @@ class IotBridgeEntity(Entity):
     async def async_added_to_hass(self) -> None:
         """Follow the device's updates, the connection, and the capability's removal."""
         entry_id = self.hub.entry.entry_id
-        for signal in (signal_device_update(entry_id, self.device_id), signal_connection(entry_id)):
-            self.async_on_remove(async_dispatcher_connect(self.hass, signal, self._handle_update))
+        await self._async_restore()
+        self.async_on_remove(
+            self.hub.async_follow_device(self.device_id, self.key, self._handle_update)
+        )
+        self.async_on_remove(
+            async_dispatcher_connect(self.hass, signal_connection(entry_id), self._handle_update)
+        )
         self.async_on_remove(
             async_dispatcher_connect(
                 self.hass,
@@ -177,6 +182,17 @@ class IotBridgeEntity(Entity):
                 self._handle_capability_gone,
             )
         )
+
+    async def _async_restore(self) -> None:
+        """Readings take their last value from before the restart until the device reports."""
+        value = await self._async_last_reading()
+        device = self.device
+        if value is not None and device is not None:
+            restore_value(device, self.key, value)
+
+    async def _async_last_reading(self) -> Any:
+        """The value this entity showed before Home Assistant restarted (readings only)."""
+        return None
 
     @callback
     def _handle_update(self, changed: frozenset[str] | None = None) -> None:

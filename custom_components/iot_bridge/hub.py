@@ -6,6 +6,7 @@ protocol, and everything here speaks only `core.bridge.Bridge` and the core mode
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from homeassistant.config_entries import (
     SOURCE_INTEGRATION_DISCOVERY,
     ConfigEntry,
 )
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
     ConfigEntryNotReady,
@@ -76,6 +77,9 @@ LAPSE_REPAIR_AFTER = timedelta(days=1)
 _LAPSE_CHECK_EVERY = timedelta(minutes=10)
 
 
+_LOGGER = logging.getLogger(__name__)
+
+
 def iot_bridge_identifiers(
     identifiers: Iterable[tuple[str, str]],
 ) -> Iterator[tuple[str, str]]:
@@ -96,11 +100,6 @@ def signal_new_capability(entry_id: str) -> str:
     return f"{DOMAIN}_{entry_id}_new_capability"
 
 
-def signal_device_update(entry_id: str, device_id: str) -> str:
-    """Dispatcher signal: a device's state or availability changed."""
-    return f"{DOMAIN}_{entry_id}_{device_id}_update"
-
-
 def signal_entity_remove(entry_id: str, device_id: str, key: str) -> str:
     """Dispatcher signal: the capability behind an entity went away or changed shape."""
     return f"{DOMAIN}_{entry_id}_{device_id}_{key}_remove"
@@ -114,6 +113,9 @@ def signal_health(entry_id: str, device_id: str) -> str:
 def signal_connection(entry_id: str) -> str:
     """Dispatcher signal: the bridge's transport went down or came back."""
     return f"{DOMAIN}_{entry_id}_connection"
+
+
+type DeviceFollower = Callable[[frozenset[str] | None], None]
 
 
 class IotBridgeHub:
@@ -134,6 +136,10 @@ class IotBridgeHub:
         self.clock: Callable[[], float] = time.time
         # Devices with a "registration lapsed" repair issue open.
         self._lapse_issues: set[str] = set()
+        # Entities following a device, by the capability key they show (None: the device's
+        # availability only). A state message wakes the entities of the keys it changed and
+        # no others: one value for a ten-sensor device is one call, not ten.
+        self._followers: dict[str, dict[str | None, list[DeviceFollower]]] = {}
         self._load_registry_ids()
         self.bridge = build_bridge(
             entry.data,
@@ -146,6 +152,9 @@ class IotBridgeHub:
                 options=lambda: entry.options,
             ),
         )
+        # The bridge's live mapping (core/bridge.py): entities look their device up in it
+        # several times per state write.
+        self._devices = self.bridge.devices
 
     @property
     def connected(self) -> bool:
@@ -191,7 +200,7 @@ class IotBridgeHub:
 
     def device(self, device_id: str) -> Device | None:
         """A known device by its protocol id."""
-        return self.bridge.devices.get(device_id)
+        return self._devices.get(device_id)
 
     def reachable(self, device: Device) -> bool:
         """Whether a command to the device could be delivered now."""
@@ -360,13 +369,16 @@ class IotBridgeHub:
                 {
                     "device_id": self.device_registry_id(device.device_id),
                     "iot_bridge_device": device.device_id,
+                    "device_name": device.name,
                     "capability": None,
+                    "capability_name": None,
                     "path": placeholders["path"],
                     "action": action,
                     "outcome": outcome,
                     "reason": reason,
                     "latency_ms": round((time.monotonic() - started) * 1000, 2),
                     "attempts": 1,
+                    "deadline_s": seconds,
                 },
             )
         return answer
@@ -472,14 +484,44 @@ class IotBridgeHub:
         self._lapse_issues.discard(device_id)
         ir.async_delete_issue(self.hass, DOMAIN, self._lapse_issue_id(device_id))
 
+    def async_follow_device(
+        self, device_id: str, key: str | None, follower: DeviceFollower
+    ) -> CALLBACK_TYPE:
+        """Call `follower` when the value of `key` changes (`key` None: only when the device
+        as a whole changed, e.g. its availability) and whenever the whole device did."""
+        by_key = self._followers.setdefault(device_id, {})
+        by_key.setdefault(key, []).append(follower)
+
+        @callback
+        def stop() -> None:
+            followers = by_key.get(key)
+            if followers is not None and follower in followers:
+                followers.remove(follower)
+                if not followers:
+                    del by_key[key]
+            if not by_key and self._followers.get(device_id) is by_key:
+                del self._followers[device_id]
+
+        return stop
+
     @callback
     def device_state_changed(self, device: Device, changed: frozenset[str] | None) -> None:
-        """Tell the device's entities; each refreshes only if its own value changed."""
+        """Tell the entities of the keys that changed (all of them when `changed` is None)."""
         if changed is None and device.available:
             self._close_lapse_issue(device.device_id)
-        async_dispatcher_send(
-            self.hass, signal_device_update(self.entry.entry_id, device.device_id), changed
-        )
+        by_key = self._followers.get(device.device_id)
+        if by_key is None:
+            return
+        if changed is None:
+            targets = [follower for followers in by_key.values() for follower in followers]
+        else:
+            targets = [f for key in changed if (followers := by_key.get(key)) for f in followers]
+        for follower in targets:
+            try:
+                follower(changed)
+            except Exception:
+                # One entity's failure must not keep the device's other entities stale.
+                _LOGGER.exception("Error updating an entity of device %s", device.device_id)
 
     @callback
     def connection_changed(self, connected: bool) -> None:

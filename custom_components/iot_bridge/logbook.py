@@ -32,7 +32,9 @@ def _seconds(value: Any) -> str:
 
 def describe_outcome(data: Mapping[str, Any]) -> str:
     """The logbook message of one `iot_bridge_command` event."""
-    what = f"{data.get('capability_name') or data.get('capability')} {data.get('action')}"
+    # An LwM2M operation names a path instead of a capability.
+    subject = data.get("capability_name") or data.get("capability") or data.get("path")
+    what = f"{subject} {data.get('action')}"
     outcome, reason = data.get("outcome"), data.get("reason")
     attempts = int(data.get("attempts") or 0)
     if outcome == CommandStatus.CONFIRMED:

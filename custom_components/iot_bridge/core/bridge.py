@@ -80,7 +80,8 @@ class Bridge(Protocol):
 
     @property
     def devices(self) -> Mapping[str, Device]:
-        """Devices known now, by protocol device id."""
+        """Devices known now, by protocol device id: a live view, the same object for the
+        bridge's lifetime (the hub keeps it)."""
 
     @property
     def connected(self) -> bool:

@@ -99,9 +99,32 @@ class RejectLog:
         self._windows[cause] = (start, warned, held + 1)
         return False
 
+    @property
+    def warned(self) -> bool:
+        """Whether any rejection is remembered (accept has something to clear)."""
+        return bool(self._warned)
+
     def accept(self, device_id: str, cause: str) -> None:
         """The input is good again: a new problem will be logged again."""
         self._warned.pop((device_id, cause), None)
+
+
+def restore_value(device: Device, key: str, value: Any) -> bool:
+    """Fill in a value remembered from before a restart for a key the device has not reported
+    since; return whether it was used.
+
+    A device that retains only the keys that changed leaves the broker holding part of its
+    state: without this, every other reading would be unknown after a restart until the
+    device happens to send it again. A value the device reports always wins.
+    """
+    capability = device.capabilities.get(key)
+    if capability is None or value is None or key in device.state:
+        return False
+    try:
+        device.state[key] = normalize(capability, value)
+    except InvalidValue:
+        return False
+    return True
 
 
 def expected_state(device: Device, command: Command) -> Any:
@@ -215,17 +238,18 @@ class DeviceStore:
         return keys
 
     def _checked(self, device: Device, capability: Capability, raw: Any) -> Any:
-        cause = f"value of {capability.key}"
         try:
             value = normalize(capability, raw)
         except InvalidValue as err:
+            cause = f"value of {capability.key}"
             self.rejects.reject(
                 device.device_id,
                 cause,
                 f"Dropped {cause} from device {device.device_id}: {err}",
             )
             return _MISSING
-        self.rejects.accept(device.device_id, cause)
+        if self.rejects.warned:  # a good value clears an earlier warning (rarely any)
+            self.rejects.accept(device.device_id, f"value of {capability.key}")
         return value
 
     def set_available(self, device_id: str, available: bool) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -34,6 +33,7 @@ from .profile import (
     parse_reply,
     parse_state,
 )
+from .receive import Inbound
 from .stall import BrokerStallProbe
 
 _LOGGER = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class MqttBridge:
         )
         self.commands.add_subscription(
             self.stall.subscription,
-            lambda message: self.stall.handle(str(message.topic), _payload(message)),
+            lambda message: self.stall.handle(message.topic, message.payload),
             qos=0,
         )
 
@@ -178,12 +178,12 @@ class MqttBridge:
 
     # Inbound ---------------------------------------------------------------
 
-    def _on_config(self, message: aiomqtt.Message) -> None:
+    def _on_config(self, message: Inbound) -> None:
         device_id = self._device_id(message)
         if device_id is None:
             return
         try:
-            device = parse_device_config(device_id, _payload(message))
+            device = parse_device_config(device_id, message.payload)
         except ProfileError as err:
             self._drop(device_id, "config", err)
             return
@@ -211,12 +211,12 @@ class MqttBridge:
         if device is not None:
             self.store.announce(device)
 
-    def _on_state(self, message: aiomqtt.Message) -> None:
+    def _on_state(self, message: Inbound) -> None:
         device_id = self._device_id(message)
         if device_id is None:
             return
         try:
-            values = parse_state(_payload(message))
+            values = parse_state(message.payload)
         except ProfileError as err:
             self._drop(device_id, "state", err)
             return
@@ -224,12 +224,12 @@ class MqttBridge:
         if self.flood.admit(device_id, values):
             self.store.apply_state(device_id, values)
 
-    def _on_availability(self, message: aiomqtt.Message) -> None:
+    def _on_availability(self, message: Inbound) -> None:
         device_id = self._device_id(message)
         if device_id is None:
             return
         try:
-            available = parse_availability(_payload(message))
+            available = parse_availability(message.payload)
         except ProfileError as err:
             self._drop(device_id, "availability", err)
             return
@@ -244,10 +244,10 @@ class MqttBridge:
         if back or (available and device is not None and not message.retain):
             self.engine.resend_pending(device_id)
 
-    def _on_reply(self, message: aiomqtt.Message) -> None:
+    def _on_reply(self, message: Inbound) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
         try:
-            reply = parse_reply(_payload(message), correlation)
+            reply = parse_reply(message.payload, correlation)
         except ProfileError as err:
             # Every device answers on this topic: one device's good answer says nothing
             # about another's bad ones, so each cause is logged once for the hub's lifetime.
@@ -255,11 +255,11 @@ class MqttBridge:
             return
         self.engine.handle_reply(reply)
 
-    def _device_id(self, message: aiomqtt.Message) -> str | None:
-        device_id = self.topics.device_id_of(message.topic.value)
+    def _device_id(self, message: Inbound) -> str | None:
+        device_id = self.topics.device_id_of(message.topic)
         if device_id is None:
             self.rejects.counts["bad_topic"] += 1
-            _LOGGER.debug("Ignoring message on unexpected topic %s", message.topic.value)
+            _LOGGER.debug("Ignoring message on unexpected topic %s", message.topic)
         return device_id
 
     def _drop(self, device_id: str, what: str, err: ProfileError) -> None:
@@ -319,8 +319,3 @@ def _connection_diagnostics(connection: MqttConnection) -> dict[str, Any]:
         # Rise of the broker's own drop count (all its clients) while connected.
         "broker_dropped_messages": connection.broker_dropped,
     }
-
-
-def _payload(message: aiomqtt.Message) -> bytes:
-    payload = message.payload
-    return bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()

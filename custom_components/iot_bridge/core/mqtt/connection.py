@@ -2,6 +2,8 @@
 
 Built on aiomqtt (asyncio over paho-mqtt): it runs in the caller's event loop and
 starts no thread of its own, so Home Assistant sees nothing lingering after unload.
+Received messages take a shorter path than aiomqtt's (receive.py): they are handed to the
+handlers as `Inbound` objects while the socket is read, many per event-loop pass.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.client import topic_matches_sub
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from .receive import Inbound, LeanReceiver
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +50,7 @@ BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 # Longest piece of a payload written to the debug log: a 16 KiB payload per line helps no one.
 _LOG_PAYLOAD_CHARS = 200
 
-MessageHandler = Callable[[aiomqtt.Message], None]
+MessageHandler = Callable[[Inbound], None]
 ConnectionListener = Callable[[bool], None]
 
 
@@ -90,15 +95,23 @@ class _Subscription:
 def _direct_delivery(dispatch: MessageHandler) -> type[asyncio.Queue[aiomqtt.Message]]:
     """A queue class for aiomqtt that hands each message straight to `dispatch`.
 
-    aiomqtt puts every message in a queue that its iterator drains with a new task and an
-    asyncio.wait per message; delivering at once (we are on the event loop already) roughly
-    halves the cost of a small message. The iterator is still awaited to learn of a
-    disconnect.
+    Only what the lean receive path leaves to paho (QoS 2, which our subscriptions never
+    ask for) comes this way. aiomqtt's own queue would cost a task and an asyncio.wait per
+    message; its iterator is still awaited, to learn of a disconnect.
     """
 
     class DirectDelivery(asyncio.Queue[aiomqtt.Message]):
         def put_nowait(self, item: aiomqtt.Message) -> None:
-            dispatch(item)
+            payload = item.payload
+            dispatch(
+                Inbound(
+                    item.topic.value,
+                    payload if isinstance(payload, bytes) else str(payload).encode(),
+                    qos=item.qos,
+                    retain=item.retain,
+                    properties=item.properties,
+                )
+            )
 
     return DirectDelivery
 
@@ -247,6 +260,7 @@ class MqttConnection:
             queue_type=_direct_delivery(self._dispatch),
             properties=_connect_properties(),
         )
+        LeanReceiver.install(client._client, self._dispatch)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as err:
@@ -270,15 +284,14 @@ class MqttConnection:
             return  # the config flow's probe; a helper connection (one warning is enough)
         await client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
 
-    def _on_broker_dropped(self, message: aiomqtt.Message) -> None:
+    def _on_broker_dropped(self, message: Inbound) -> None:
         """The broker's drop count went up while we are connected: warn once per connection.
 
         The count is the broker's total for all its clients: a rise means that some client,
         maybe this one, missed messages (a full queue for a slow subscriber, max_queued_messages).
         """
-        payload = message.payload
         try:
-            value = int(bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload))
+            value = int(message.payload)
         except (TypeError, ValueError):
             return
         last, self._dropped_last = self._dropped_last, value
@@ -327,8 +340,8 @@ class MqttConnection:
         try:
             # Messages are dispatched as they arrive (see _direct_delivery); this only
             # returns, by raising, when the connection drops.
-            async for message in client.messages:
-                self._dispatch(message)
+            async for _message in client.messages:
+                pass  # never reached: DirectDelivery queues nothing
         except aiomqtt.MqttError as err:
             self.last_error = str(err)
             if self._role is None:
@@ -388,28 +401,30 @@ class MqttConnection:
                 )
             return client
 
-    def _dispatch(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
+    def _dispatch(self, message: Inbound) -> None:
+        topic = message.topic
         if topic == BROKER_DROPPED_TOPIC:
             self._on_broker_dropped(message)
             return
         if _LOGGER.isEnabledFor(logging.DEBUG):
             _LOGGER.debug("Received %s: %s", topic, _loggable(message.payload))
-        for handler in self._handlers_for(message.topic):
+        for handler in self._handlers_for(topic):
             try:
                 handler(message)
             except Exception:
                 # One bad handler or payload must not take the connection down.
                 _LOGGER.exception("Error handling MQTT message on %s", topic)
 
-    def _handlers_for(self, topic: aiomqtt.Topic) -> list[MessageHandler]:
+    def _handlers_for(self, topic: str) -> list[MessageHandler]:
         """Handlers whose filter matches; devices reuse their topics, so remember the answer."""
-        handlers = self._route_cache.get(topic.value)
+        handlers = self._route_cache.get(topic)
         if handlers is None:
             if len(self._route_cache) >= _ROUTE_CACHE_SIZE:
                 self._route_cache.clear()
-            handlers = [s.handler for s in self._subscriptions if topic.matches(s.topic_filter)]
-            self._route_cache[topic.value] = handlers
+            handlers = [
+                s.handler for s in self._subscriptions if topic_matches_sub(s.topic_filter, topic)
+            ]
+            self._route_cache[topic] = handlers
         return handlers
 
     def _set_connected(self, connected: bool) -> None:
