@@ -49,19 +49,25 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def restartable_udp_port() -> int:
+def restartable_udp_port(count: int = 1) -> int:
     """A free UDP port below Linux's ephemeral range (32768-60999), for a device that stops
     and starts again on it: a port from that range may meanwhile be handed to another
-    socket (a client's), and the restart would fail with "address in use"."""
+    socket (a client's), and the restart would fail with "address in use". With `count`,
+    that many consecutive ports from it are free (a fleet binds port, port + 1, ...)."""
     for _ in range(100):
-        port = random.randrange(20000, 32000)
-        with _socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                continue
+        port = random.randrange(20000, 32000 - count)
+        if all(_udp_free(port + offset) for offset in range(count)):
             return port
     raise RuntimeError("no free UDP port below the ephemeral range")
+
+
+def _udp_free(port: int) -> bool:
+    with _socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def coap_entry(

@@ -14,7 +14,7 @@ from custom_components.iot_bridge.core.coap.probe import probe
 from custom_components.iot_bridge.core.coap.scan import ALL_COAP_NODES_IPV4, ScanTarget, scan
 from iot_bridge_sim import build_coap_fleet
 
-from .coap_peers import HOST, free_udp_port
+from .coap_peers import HOST, free_udp_port, restartable_udp_port
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -24,7 +24,8 @@ SIMULATOR_DIR = Path(__file__).resolve().parent.parent / "simulator"
 async def test_cli_runs_coap_devices() -> None:
     """`python -m iot_bridge_sim --coap` serves a locker and a climate node, answers
     discovery, and goes offline with --offline-after."""
-    first, discovery = free_udp_port(), free_udp_port()
+    # Two devices on consecutive ports, outside the range the kernel hands to other sockets.
+    first, discovery = restartable_udp_port(count=2), free_udp_port()
     process = await asyncio.create_subprocess_exec(
         *[
             sys.executable,
@@ -57,7 +58,7 @@ async def test_cli_runs_coap_devices() -> None:
                 break
             except Exception:  # not bound yet
                 await asyncio.sleep(0.1)
-        assert found is not None
+        assert found is not None, f"exit code {process.returncode}"
         assert (found.device_id, found.name) == ("coap-locker1", "CoAP parcel locker")
         assert {r.content_format for r in found.description.resources.values()} == {60}
         result = await scan([ScanTarget(ALL_COAP_NODES_IPV4, HOST, discovery)], wait=0.5)
