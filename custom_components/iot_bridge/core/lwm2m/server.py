@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -482,16 +482,23 @@ class Lwm2mServer:
         path: str,
         *,
         timeout: float,
+        on_notification: Callable[[Response], None],
+        on_end: Callable[[], None],
         accept: int | None = None,
-    ) -> tuple[Response, AsyncIterator[Response]]:
-        """Start observing `path`: the first answer, and the notifications that follow.
+    ) -> tuple[Response, Following | None]:
+        """Start observing `path`: the first answer, and the observation when it runs.
 
-        The iterator ends when the client cancels or the observation fails; stopping it
-        from our side is `cancel_observation`, which tells the client on the wire.
+        Each notification is handed to `on_notification` as it arrives (no task waits for
+        it: at fleet size a task per observation was ~1.5 KiB per endpoint); `on_end` runs
+        once when the client ends the observation or it fails. `Following.stop` ends it on
+        our side only; `cancel_observation` tells the client on the wire.
         """
         message = self._message(registration, aiocoap.GET, path, accept=accept, observe=0)
         pending, answer = await self._exchange(registration, message, timeout)
-        return _response(answer), _notifications(pending)
+        observation = pending.observation
+        if observation.cancelled:  # answered without Observe: nothing follows
+            return _response(answer), None
+        return _response(answer), Following(observation, on_notification, on_end)
 
     async def cancel_observation(
         self, registration: Registration, path: str, *, timeout: float
@@ -578,16 +585,59 @@ def _response(message: aiocoap.Message) -> Response:
     )
 
 
-async def _notifications(pending: Any) -> AsyncIterator[Response]:
-    try:
-        async for notification in pending.observation:
-            yield _response(notification)
-    except aiocoap.error.Error as err:
-        _LOGGER.debug("Observation ended: %s", err)
-    finally:
-        # An error notification has cancelled it already; cancelling twice asserts.
-        if not pending.observation.cancelled:
-            pending.observation.cancel()
+class Following:
+    """A running observation: aiocoap calls us for each notification and at its end.
+
+    aiocoap 0.4.17 marks its callback interface deprecated in favour of `async for`, which
+    needs a task per observation; its own iterator registers through the same callbacks
+    (with `_suppress_deprecation`), as this does. test_lwm2m_bridge covers notifications
+    and an ended observation.
+    """
+
+    __slots__ = ("_observation", "_on_end", "_on_notification")
+
+    def __init__(
+        self,
+        observation: Any,
+        on_notification: Callable[[Response], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        self._observation: Any = observation
+        self._on_notification = on_notification
+        self._on_end = on_end
+        observation.register_callback(self._notified, _suppress_deprecation=True)
+        observation.register_errback(self._ended, _suppress_deprecation=True)
+
+    def _notified(self, message: aiocoap.Message) -> None:
+        if self._observation is None:
+            return
+        try:
+            self._on_notification(_response(message))
+        except Exception:  # aiocoap's receive path must not see our errors
+            _LOGGER.exception("Handling a notification failed")
+
+    def _ended(self, err: BaseException) -> None:
+        if self._observation is None:
+            return
+        self._observation = None
+        if not isinstance(err, aiocoap.error.NotObservable | aiocoap.error.ObservationCancelled):
+            _LOGGER.debug("Observation ended: %s", err)
+        self._on_end()
+
+    def stop(self) -> None:
+        """Stop listening (our side only); nothing is called after this."""
+        observation, self._observation = self._observation, None
+        if observation is None:
+            return
+        # Cancelled on the next loop turn: aiocoap starts the task that ends its lower
+        # observation when the first answer arrives, and a task cancelled before its first
+        # step never runs its clean-up (the client would be ACKed for ever, never RST).
+        asyncio.get_running_loop().call_soon(_cancel_observation, observation)
+
+
+def _cancel_observation(observation: Any) -> None:
+    if not observation.cancelled:
+        observation.cancel()
 
 
 def _answer(code: Code, reason: str) -> aiocoap.Message:
