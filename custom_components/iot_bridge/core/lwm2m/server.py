@@ -48,6 +48,7 @@ _MIN_ACK_TIMEOUT: Final = 0.05
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 _SEND_FORMATS: Final = (110, 112)  # SenML JSON, SenML CBOR
 _MAX_SENDERS: Final = 100_000
+_ONE_BLOCK: Final = 1024  # aiocoap's default block size: a payload up to this goes in one message
 # Max-Age of a 5.03 for a Register while too many new endpoints wait to become devices.
 _PENDING_RETRY: Final = 30
 # The pending set is pruned (endpoints that became devices or went) at most this often.
@@ -473,7 +474,12 @@ class Lwm2mServer:
             accept=accept,
             query=query,
         )
-        _, answer = await self._exchange(registration, message, timeout)
+        # A POST or PUT (Execute, Write, Write-Attributes, Create) that fits one block goes
+        # without aiocoap's block-wise layer: it costs a task and a repr of the message (an
+        # address parsed, an interface looked up) per request, a third of an Execute's own
+        # CPU time (docs/benchmarks.md); these answers carry a code, not a body to assemble.
+        blockwise = code not in (aiocoap.POST, aiocoap.PUT) or len(payload) > _ONE_BLOCK
+        _, answer = await self._exchange(registration, message, timeout, blockwise=blockwise)
         return _response(answer)
 
     async def observe(
@@ -514,7 +520,12 @@ class Lwm2mServer:
             await self._exchange(registration, message, timeout)
 
     async def _exchange(
-        self, registration: Registration, message: aiocoap.Message, timeout: float
+        self,
+        registration: Registration,
+        message: aiocoap.Message,
+        timeout: float,
+        *,
+        blockwise: bool = True,
     ) -> tuple[Any, aiocoap.Message]:
         """Send one request and wait for its answer, within `timeout` seconds.
 
@@ -526,12 +537,14 @@ class Lwm2mServer:
         context = self._require_context()
         loop = asyncio.get_running_loop()
         until = loop.time() + max(0.0, timeout)
-        lock = self._turns.setdefault(registration.endpoint, asyncio.Lock())
+        lock = self._turns.get(registration.endpoint)
+        if lock is None:  # not setdefault: that builds a Lock for every request
+            lock = self._turns[registration.endpoint] = asyncio.Lock()
         try:
             async with asyncio.timeout_at(until):
                 async with lock:
                     message.transport_tuning = _tuning_within(until - loop.time())
-                    pending = context.request(message)
+                    pending = context.request(message, handle_blockwise=blockwise)
                     try:
                         answer = await pending.response
                     except BaseException:
