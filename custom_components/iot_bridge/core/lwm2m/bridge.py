@@ -535,7 +535,9 @@ class Lwm2mBridge:
             if endpoint.registration is not None:
                 self._woke(endpoint)
                 self._seen(endpoint)
-            if notification.success:
+            if notification.partial:  # larger than one block: read it whole
+                self._spawn(self._read_into(endpoint, path))
+            elif notification.success:
                 self._absorb(endpoint, path, notification)
 
         def ended() -> None:
@@ -543,6 +545,7 @@ class Lwm2mBridge:
             if following is not None and endpoint.observations.get(path) is following:
                 del endpoint.observations[path]
 
+        started = self._clock()
         first, following = await self.server.observe(
             registration,
             str(path),
@@ -551,6 +554,15 @@ class Lwm2mBridge:
             on_notification=notified,
             on_end=ended,
         )
+        if first.partial and first.success:  # larger than one block: read it whole
+            try:
+                first = await self._request(
+                    endpoint, aiocoap.GET, path, timeout=timeout - (self._clock() - started)
+                )
+            except BaseException:
+                if following is not None:
+                    following.stop()
+                raise
         if following is not None:
             if first.success:
                 old = endpoint.observations.get(path)
