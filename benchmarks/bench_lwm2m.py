@@ -52,7 +52,8 @@ of BENCH_FLOOD_RATES datagrams/s, 0 = as fast as it can).
 Execute round trip (test_lwm2m_command_round_trip): one simulated parcel locker
 (iot_bridge_sim, aiocoap, its own process) registered with Home Assistant; BENCH_COMMANDS
 (300) each of raw aiocoap Execute to the client's socket, iot_bridge.send_command and
-lock.open/lock.lock, side by side.
+lock.open/lock.lock, side by side, and this process's CPU time per command; the locker
+notifies CON unless BENCH_LOCKER_NOTIFY=non.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import os
 import socket
@@ -1239,6 +1241,9 @@ async def test_lwm2m_scale(hass: HomeAssistant, scale_results: ScaleResults, nam
 # -- Execute round trip: Home Assistant against raw aiocoap, the same simulated client ------
 
 ROUND_TRIPS = int(os.environ.get("BENCH_COMMANDS", "300"))
+# How the locker sends notifications: "con" (the simulator's default; each costs an ACK) or
+# "non" (what Anjay, Wakaama and Leshan's client send unless told otherwise).
+LOCKER_NOTIFY = os.environ.get("BENCH_LOCKER_NOTIFY", "con")
 ROUND_TRIP_WARMUP = 10
 # The LwM2M lock shows "unlocked" once its door reports open (the door is its own sensor).
 ROUND_TRIP_TARGET = {"open": ("open", "unlocked"), "lock": ("locked",)}
@@ -1318,6 +1323,7 @@ def start_locker(port: int) -> subprocess.Popen[bytes]:
         [
             *(sys.executable, "-m", "iot_bridge_sim", "--protocol", "lwm2m"),
             *("--lifetime", "600", "--server", f"coap://127.0.0.1:{port}"),
+            *("--notify", LOCKER_NOTIFY),
         ],
         cwd=ROOT,
         env=env,
@@ -1347,16 +1353,21 @@ async def test_lwm2m_command_round_trip(
         require(await bounded_wait(locked, 30), "the locker's door 2 lock never showed up")
         lock = str(_entity_id(hass, entry, "10359_1"))
         device_id = entry.runtime_data.device_registry_id("locker1")
+        cpu = [time.process_time()]
         raw = await _raw_executes(side, ROUND_TRIPS)
+        cpu.append(time.process_time())
         with profiled("iot_bridge.send_command (LwM2M)"):
             service = await _send_commands(hass, device_id, ROUND_TRIPS)
+        cpu.append(time.process_time())
         with profiled("lock services (LwM2M)"):
             locks = await _lock_services(hass, lock, ROUND_TRIPS)
+        cpu.append(time.process_time())
     finally:
         await side.stop()
         client.terminate()
         await hass.async_add_executor_job(client.wait, 15)
     print(header(request.config, "LwM2M Execute round trip", machine_line))
+    print(f"locker notifications: {LOCKER_NOTIFY.upper()}\n")
     base = Latency.of("raw aiocoap CON POST (Execute) → 2.04", raw)
     rows = [
         base,
@@ -1370,3 +1381,13 @@ async def test_lwm2m_command_round_trip(
     )
     for row in rows[1:]:
         print(f"\n{row.label.split(' →')[0]} / raw: p50 {row.p50 / base.p50:.2f}x")
+    # CPU time of this process (Home Assistant and the server; the client has its own) per
+    # command, warm-up included: less noisy than wall-clock latency on a shared machine.
+    per_command = [
+        (b - a) * 1000 / (ROUND_TRIPS + ROUND_TRIP_WARMUP) for a, b in itertools.pairwise(cpu)
+    ]
+    print(
+        "\nCPU ms/command in this process: raw {:.3f}, send_command {:.3f}, lock {:.3f}".format(
+            *per_command
+        )
+    )

@@ -9,12 +9,14 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import aiocoap
+import aiocoap.optiontypes
 import pytest
 
 from custom_components.iot_bridge.core.bridge import Admission
 from custom_components.iot_bridge.core.commands import CommandEngine
 from custom_components.iot_bridge.core.lwm2m import LwM2MPath, ResourceType, default_registry
 from custom_components.iot_bridge.core.lwm2m.bridge import Lwm2mBridge, Lwm2mSettings
+from custom_components.iot_bridge.core.lwm2m.codec import ContentFormat, encode
 from custom_components.iot_bridge.core.lwm2m.mapping import Mapper
 from custom_components.iot_bridge.core.lwm2m.registry import (
     ObjectDefinition,
@@ -154,6 +156,95 @@ async def test_notifications_update_state(make_rig: MakeRig) -> None:
     await wait_for(lambda: device.state.get("3303_0_5700") == 21.5)
     client.publish_state({"temperature": 25.25})
     await wait_for(lambda: device.state.get("3303_0_5700") == 25.25, what="notification")
+
+
+class _BlockwiseClient(asyncio.DatagramProtocol):
+    """A bare LwM2M client on a plain UDP socket whose generic sensor /3300/0 (TLV, units
+    longer than a block) answers reads and notifies in 1,024-byte blocks (RFC 7959), as a
+    constrained client does: the observation sees only each first block."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.value = 1.5
+        self.observe_token: bytes | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def body(self) -> bytes:
+        instance = LwM2MPath(3300, 0)
+        values = {instance.child(5700): self.value, instance.child(5701): "u" * 1500}
+        return encode(ContentFormat.TLV, values, instance)
+
+    def send(self, message: aiocoap.Message) -> None:
+        assert self.transport is not None
+        self.transport.sendto(message.encode(), self.server)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+        register = aiocoap.Message(
+            code=aiocoap.POST,
+            uri_path=("rd",),
+            uri_query=("ep=blocky", "lt=60", "lwm2m=1.1", "b=U"),
+            payload=b"</3300/0>",
+            content_format=40,
+        )
+        register.mtype, register.mid, register.token = aiocoap.CON, 1, b"r"
+        self.send(register)
+
+    def block(self, number: int, observe: int | None = None) -> aiocoap.Message:
+        body = self.body()
+        chunk = body[number * 1024 : (number + 1) * 1024]
+        more = (number + 1) * 1024 < len(body)
+        answer = aiocoap.Message(code=aiocoap.CONTENT, payload=chunk, content_format=11542)
+        answer.opt.block2 = aiocoap.optiontypes.BlockOption.BlockwiseTuple(number, more, 6)
+        if observe is not None:
+            answer.opt.observe = observe
+        return answer
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        request = aiocoap.Message.decode(data)
+        if not request.code.is_request():
+            return  # the Register's 2.01, ACKs of notifications
+        if request.opt.observe == 0:
+            self.observe_token = request.token
+            answer = self.block(0, observe=0)
+        elif request.code == aiocoap.GET:
+            block2 = request.opt.block2
+            answer = self.block(block2.block_number if block2 is not None else 0)
+        else:
+            answer = aiocoap.Message(code=aiocoap.CHANGED)  # Write-Attributes
+        answer.mtype, answer.mid, answer.token = aiocoap.ACK, request.mid, request.token
+        self.send(answer)
+
+    def notify(self, value: float) -> None:
+        assert self.observe_token is not None
+        self.value = value
+        notification = self.block(0, observe=2)
+        notification.mtype, notification.mid = aiocoap.NON, 7
+        notification.token = self.observe_token
+        self.send(notification)
+
+
+async def test_notification_larger_than_one_block_is_read_whole(make_rig: MakeRig) -> None:
+    """Observations run without aiocoap's block-wise layer: a first answer or notification
+    bigger than one block arrives as its first block, and the bridge reads the instance
+    whole (RFC 7959 2.6) instead of decoding a fragment."""
+    rig = await make_rig()
+    loop = asyncio.get_running_loop()
+    server = ("127.0.0.1", rig.bridge.settings.port)
+    transport, client = await loop.create_datagram_endpoint(
+        lambda: _BlockwiseClient(server), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        device = await rig.device("blocky")
+        key = next(key for key, value in device.state.items() if value == 1.5)
+        assert key.startswith("3300_0")
+        client.notify(2.5)
+        await wait_for(lambda: rig.bridge.devices["blocky"].state.get(key) == 2.5, what="value")
+        assert "payload" not in rig.bridge.rejects.counts  # no fragment was decoded
+    finally:
+        await rig.bridge.stop()
+        transport.close()
 
 
 async def test_lock_unlock_is_confirmed_by_the_observed_status(make_rig: MakeRig) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -46,7 +46,7 @@ from .operations import RawAction, RawOperation, parse_operation, plain_value
 from .paths import ROOT, LwM2MPath
 from .registration import Registration
 from .senml import encode_path_list
-from .server import Lwm2mServer, Response, ServerRequestError
+from .server import Following, Lwm2mServer, Response, ServerRequestError
 from .values import ResourceType, Value
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,16 +95,20 @@ class Endpoint:
     admission: Admission = Admission.PENDING
     bindings: dict[str, Binding] = field(default_factory=dict)
     values: dict[LwM2MPath, Value] = field(default_factory=dict)
-    observations: dict[LwM2MPath, asyncio.Task[None]] = field(default_factory=dict)
+    observations: dict[LwM2MPath, Following] = field(default_factory=dict)
     # Paths an Observe was sent for and not cancelled yet: the client may be notifying even
     # when our side gave up waiting (an unload in the middle of setting up).
     observe_sent: set[LwM2MPath] = field(default_factory=set)
+    # The fields below stay None until used: at 10,000 endpoints every empty set, dict or
+    # Event is memory (docs/benchmarks.md, LwM2M at fleet size).
     # Instances the client refused to read whole: read, and observed, one resource at a time.
-    per_resource: set[LwM2MPath] = field(default_factory=set)
-    expectations: dict[str, tuple[Expectation, asyncio.Future[bool]]] = field(default_factory=dict)
+    per_resource: set[LwM2MPath] | None = None
+    # Commands waiting for a status: what it must be, and what to call when it is.
+    expectations: dict[str, tuple[Expectation, Callable[[], None]]] | None = None
     setup: asyncio.Task[None] | None = None
     awake_until: float = 0.0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when a queue-mode client wakes; only requests waiting for one create it.
+    wake: asyncio.Event | None = None
     accept: int | None = None
     # Requests held for a sleeping (queue-mode) client right now.
     queued: int = 0
@@ -287,7 +291,8 @@ class Lwm2mBridge:
             return
         endpoint.registration = None
         endpoint.lapsed_at = time.time() if expired else None
-        endpoint.wake.clear()
+        if endpoint.wake is not None:
+            endpoint.wake.clear()
         if endpoint.setup is not None:
             endpoint.setup.cancel()
         self._drop_observations(endpoint)
@@ -319,7 +324,8 @@ class Lwm2mBridge:
 
     def _woke(self, endpoint: Endpoint) -> None:
         endpoint.awake_until = self._clock() + self.settings.queue_awake
-        endpoint.wake.set()
+        if endpoint.wake is not None:
+            endpoint.wake.set()
 
     def lapsed_since(self, device_id: str) -> float | None:
         """When the device's registration lapsed (Unix time), None while it is registered
@@ -360,7 +366,7 @@ class Lwm2mBridge:
         registration = endpoint.registration
         if registration is None:
             return
-        endpoint.per_resource.clear()
+        endpoint.per_resource = None
         instances = [
             path
             for path in registration.objects.instance_paths()
@@ -449,6 +455,8 @@ class Lwm2mBridge:
                 self._absorb(endpoint, resource, response)
                 read = True
         if read:
+            if endpoint.per_resource is None:
+                endpoint.per_resource = set()
             endpoint.per_resource.add(instance)
             _LOGGER.debug(
                 "LwM2M client %s: %s read one resource at a time", endpoint.name, instance
@@ -467,7 +475,7 @@ class Lwm2mBridge:
         if endpoint.registration is None:
             return False
         await self._write_attributes(endpoint, instance)
-        if instance not in endpoint.per_resource:
+        if endpoint.per_resource is None or instance not in endpoint.per_resource:
             return await self._observe_path(endpoint, instance)
         # A client that reads resources only is observed resource by resource (its answer
         # to an instance Observe need not mean anything).
@@ -498,17 +506,13 @@ class Lwm2mBridge:
         try:
             await self._wait_awake(endpoint, _SETUP_TIMEOUT)
             endpoint.observe_sent.add(path)
-            first, notifications = await self.server.observe(
-                registration, str(path), timeout=_SETUP_TIMEOUT, accept=endpoint.accept
-            )
+            first = await self._start_observation(endpoint, registration, path, _SETUP_TIMEOUT)
         except (ServerRequestError, TransportTimeout) as err:
             self._reject(endpoint, f"observe {path}", f"cannot observe {path}: {err}")
             return False
-        if not first.success:
-            return False
-        self._absorb(endpoint, path, first)
-        endpoint.observations[path] = self._spawn(self._follow(endpoint, path, notifications))
-        return True
+        if first.success:
+            self._absorb(endpoint, path, first)
+        return first.success
 
     def _has_state(self, instance: LwM2MPath) -> bool:
         rules = self._mapper.table.rules.get(instance.object_id or 0, ())
@@ -521,18 +525,53 @@ class Lwm2mBridge:
                 endpoint, aiocoap.PUT, instance, timeout=_SETUP_TIMEOUT, query=query
             )
 
-    async def _follow(
-        self, endpoint: Endpoint, instance: LwM2MPath, notifications: AsyncIterator[Response]
-    ) -> None:
-        async for notification in notifications:
-            registration = endpoint.registration
-            if registration is not None:
+    async def _start_observation(
+        self, endpoint: Endpoint, registration: Registration, path: LwM2MPath, timeout: float
+    ) -> Response:
+        """Observe `path`; its notifications are absorbed as they arrive (no task waits)."""
+        following: Following | None = None
+
+        def notified(notification: Response) -> None:
+            if endpoint.registration is not None:
                 self._woke(endpoint)
                 self._seen(endpoint)
-            if notification.success:
-                self._absorb(endpoint, instance, notification)
-        # The client ended it (RST, error answer): read again at its next Update.
-        endpoint.observations.pop(instance, None)
+            if notification.partial:  # larger than one block: read it whole
+                self._spawn(self._read_into(endpoint, path))
+            elif notification.success:
+                self._absorb(endpoint, path, notification)
+
+        def ended() -> None:
+            # The client ended it (RST, error answer): read again at its next Update.
+            if following is not None and endpoint.observations.get(path) is following:
+                del endpoint.observations[path]
+
+        started = self._clock()
+        first, following = await self.server.observe(
+            registration,
+            str(path),
+            timeout=timeout,
+            accept=endpoint.accept,
+            on_notification=notified,
+            on_end=ended,
+        )
+        if first.partial and first.success:  # larger than one block: read it whole
+            try:
+                first = await self._request(
+                    endpoint, aiocoap.GET, path, timeout=timeout - (self._clock() - started)
+                )
+            except BaseException:
+                if following is not None:
+                    following.stop()
+                raise
+        if following is not None:
+            if first.success:
+                old = endpoint.observations.get(path)
+                if old is not None:
+                    old.stop()
+                endpoint.observations[path] = following
+            else:
+                following.stop()
+        return first
 
     def _absorb(self, endpoint: Endpoint, path: LwM2MPath, response: Response) -> None:
         """Decode a read or notification and apply what changed."""
@@ -598,6 +637,8 @@ class Lwm2mBridge:
         try:
             async with asyncio.timeout(max(0.0, timeout)):
                 while not endpoint.awake(self._clock()):
+                    if endpoint.wake is None:
+                        endpoint.wake = asyncio.Event()
                     endpoint.wake.clear()
                     await endpoint.wake.wait()
                     if endpoint.registration is None:
@@ -606,6 +647,8 @@ class Lwm2mBridge:
             raise TransportTimeout("device asleep: it did not wake before the deadline") from None
         finally:
             endpoint.queued -= 1
+            if not endpoint.queued:
+                endpoint.wake = None
             self._publish_queued(endpoint)
 
     async def _request(
@@ -647,8 +690,8 @@ class Lwm2mBridge:
 
     def _drop_observations(self, endpoint: Endpoint) -> None:
         """Forget our side of the observations (the client forgot them, or we cancel them)."""
-        for task in endpoint.observations.values():
-            task.cancel()
+        for following in endpoint.observations.values():
+            following.stop()
         endpoint.observations.clear()
         endpoint.observe_sent.clear()
 
@@ -715,9 +758,9 @@ class Lwm2mBridge:
             return await self._operate_observe(endpoint, path, deadline)
         if action is RawAction.CANCEL_OBSERVE:
             observing = path in endpoint.observe_sent or path in endpoint.observations
-            task = endpoint.observations.pop(path, None)
-            if task is not None:
-                task.cancel()
+            following = endpoint.observations.pop(path, None)
+            if following is not None:
+                following.stop()
             endpoint.observe_sent.discard(path)
             registration = endpoint.registration
             await self._wait_awake(endpoint, deadline)
@@ -748,16 +791,13 @@ class Lwm2mBridge:
         await self._wait_awake(endpoint, deadline)
         old = endpoint.observations.pop(path, None)
         if old is not None:
-            old.cancel()
+            old.stop()
         endpoint.observe_sent.add(path)
-        first, notifications = await self.server.observe(
-            registration, str(path), timeout=deadline, accept=endpoint.accept
-        )
+        first = await self._start_observation(endpoint, registration, path, deadline)
         if not first.success:
             endpoint.observe_sent.discard(path)
             raise OperationError(OperationFailure.REFUSED, first.describe(), code=first.code.dotted)
         values = self._operation_values(endpoint, path, first)
-        endpoint.observations[path] = self._spawn(self._follow(endpoint, path, notifications))
         return {"code": first.code.dotted, "values": values}
 
     def _operation_values(
@@ -789,10 +829,12 @@ class Lwm2mBridge:
         return [{"path": str(link.path), "attributes": dict(link.attributes)} for link in links]
 
     def _check_expectations(self, endpoint: Endpoint, values: Mapping[LwM2MPath, Value]) -> None:
-        for expectation, future in list(endpoint.expectations.values()):
+        if not endpoint.expectations:
+            return
+        for expectation, met in list(endpoint.expectations.values()):
             value = values.get(expectation.path, MISSING)
-            if value is not MISSING and not future.done() and expectation.met_by(value):
-                future.set_result(True)
+            if value is not MISSING and expectation.met_by(value):
+                met()
 
 
 class _CommandTransport:
@@ -805,6 +847,10 @@ class _CommandTransport:
         self._watch: asyncio.Task[None] | None = None
         self._key = ""
         self._sent = False
+        # Done once the observed (or re-read) status matched, before or after the 2.xx.
+        self._matched: asyncio.Future[None] | None = None
+        self._accepted = False  # the client answered 2.xx
+        self._ended = False  # the engine has this command's reply: nothing more goes to it
 
     async def send_command(self, command: Command, *, attempt: int, expires_in: float) -> None:
         bridge, endpoint, operation = self._bridge, self._endpoint, self._operation
@@ -816,8 +862,10 @@ class _CommandTransport:
         self._sent = True
         if operation.expect is not None and not self._key:
             self._key = command.command_id
-            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            endpoint.expectations[self._key] = (operation.expect, future)
+            self._matched = asyncio.get_running_loop().create_future()
+            if endpoint.expectations is None:
+                endpoint.expectations = {}
+            endpoint.expectations[self._key] = (operation.expect, self._met)
         try:
             response = await bridge._request(
                 endpoint,
@@ -834,43 +882,56 @@ class _CommandTransport:
                 CommandReply(command.command_id, ok=False, reason=response.describe())
             )
             return
-        if operation.expect is None:
+        if operation.expect is None or self._matched is None:
             bridge.engine.handle_reply(CommandReply(command.command_id, ok=True, reason="accepted"))
+            return
+        self._accepted = True
+        known = endpoint.values.get(operation.expect.path, MISSING)
+        if self._matched.done() or (known is not MISSING and operation.expect.met_by(known)):
+            self._reply(ok=True)
             return
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(
-                self._confirm(command, operation.expect, expires_in)
+                self._confirm(operation.expect, self._matched, expires_in)
             )
 
-    async def _confirm(self, command: Command, expectation: Expectation, seconds: float) -> None:
-        """Wait for the status to match; re-read it if no notification says so."""
-        bridge, endpoint = self._bridge, self._endpoint
-        _, future = endpoint.expectations[self._key]
-        known = endpoint.values.get(expectation.path, MISSING)
-        if known is not MISSING and expectation.met_by(known):
-            future.set_result(True)
-        started = asyncio.get_running_loop().time()
+    def _met(self) -> None:
+        """The observed status matches: confirmed now if the client accepted the request,
+        else as soon as it does (the notification can overtake the 2.04)."""
+        if self._matched is not None and not self._matched.done():
+            self._matched.set_result(None)
+        if self._accepted:
+            self._reply(ok=True)
+
+    def _reply(self, *, ok: bool, reason: str = "") -> None:
+        """The command's one reply to the engine."""
+        if self._ended:
+            return
+        self._ended = True
+        self._bridge.engine.handle_reply(CommandReply(self._key, ok=ok, reason=reason))
+
+    async def _confirm(
+        self, expectation: Expectation, matched: asyncio.Future[None], seconds: float
+    ) -> None:
+        """No notification confirmed it yet: wait, re-reading the status now and then; the
+        last check decides "refused". A notification confirms it the moment it arrives."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         for fraction in _RECHECKS:
-            remaining = started + seconds * fraction - asyncio.get_running_loop().time()
+            remaining = started + seconds * fraction - loop.time()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, remaining)):
-                    await asyncio.shield(future)
-            if future.done():
-                bridge.engine.handle_reply(CommandReply(command.command_id, ok=True))
+                    await asyncio.shield(matched)
+            if matched.done():
+                self._reply(ok=True)
                 return
             await self._reread(expectation, seconds * 0.05)
-        if future.done():
-            bridge.engine.handle_reply(CommandReply(command.command_id, ok=True))
+        if matched.done():
+            self._reply(ok=True)
             return
-        current = endpoint.values.get(expectation.path, MISSING)
+        current = self._endpoint.values.get(expectation.path, MISSING)
         shown = "unknown" if current is MISSING else current
-        bridge.engine.handle_reply(
-            CommandReply(
-                command.command_id,
-                ok=False,
-                reason=f"accepted, but {expectation.path} stayed {shown!r}",
-            )
-        )
+        self._reply(ok=False, reason=f"accepted, but {expectation.path} stayed {shown!r}")
 
     async def _reread(self, expectation: Expectation, timeout: float) -> None:
         bridge, endpoint = self._bridge, self._endpoint
@@ -893,9 +954,13 @@ class _CommandTransport:
         return _write_format(endpoint, self._operation)
 
     def close(self) -> None:
+        self._ended = True
         if self._watch is not None:
             self._watch.cancel()
-        self._endpoint.expectations.pop(self._key, None)
+        if self._endpoint.expectations is not None:
+            self._endpoint.expectations.pop(self._key, None)
+            if not self._endpoint.expectations:
+                self._endpoint.expectations = None
 
 
 def _raw_request(

@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -48,6 +48,7 @@ _MIN_ACK_TIMEOUT: Final = 0.05
 _RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 _SEND_FORMATS: Final = (110, 112)  # SenML JSON, SenML CBOR
 _MAX_SENDERS: Final = 100_000
+_ONE_BLOCK: Final = 1024  # aiocoap's default block size: a payload up to this goes in one message
 # Max-Age of a 5.03 for a Register while too many new endpoints wait to become devices.
 _PENDING_RETRY: Final = 30
 # The pending set is pruned (endpoints that became devices or went) at most this often.
@@ -85,6 +86,8 @@ class Response:
     content_format: int | None
     # Location-Path of a Create's answer: the new instance.
     location: tuple[str, ...] = ()
+    # Only the first block of a larger body (a notification; see Lwm2mServer.observe).
+    partial: bool = False
 
     @property
     def success(self) -> bool:
@@ -473,7 +476,12 @@ class Lwm2mServer:
             accept=accept,
             query=query,
         )
-        _, answer = await self._exchange(registration, message, timeout)
+        # A POST or PUT (Execute, Write, Write-Attributes, Create) that fits one block goes
+        # without aiocoap's block-wise layer: it costs a task and a repr of the message (an
+        # address parsed, an interface looked up) per request, a third of an Execute's own
+        # CPU time (docs/benchmarks.md); these answers carry a code, not a body to assemble.
+        blockwise = code not in (aiocoap.POST, aiocoap.PUT) or len(payload) > _ONE_BLOCK
+        _, answer = await self._exchange(registration, message, timeout, blockwise=blockwise)
         return _response(answer)
 
     async def observe(
@@ -482,16 +490,27 @@ class Lwm2mServer:
         path: str,
         *,
         timeout: float,
+        on_notification: Callable[[Response], None],
+        on_end: Callable[[], None],
         accept: int | None = None,
-    ) -> tuple[Response, AsyncIterator[Response]]:
-        """Start observing `path`: the first answer, and the notifications that follow.
+    ) -> tuple[Response, Following | None]:
+        """Start observing `path`: the first answer, and the observation when it runs.
 
-        The iterator ends when the client cancels or the observation fails; stopping it
-        from our side is `cancel_observation`, which tells the client on the wire.
+        Each notification is handed to `on_notification` as it arrives (no task waits for
+        it: at fleet size a task per observation was ~1.5 KiB per endpoint); `on_end` runs
+        once when the client ends the observation or it fails. `Following.stop` ends it on
+        our side only; `cancel_observation` tells the client on the wire.
+
+        Without aiocoap's block-wise layer (two more tasks per observation, ~2.5 KiB per
+        endpoint at fleet size): an answer or notification larger than one block arrives
+        as its first block, `partial`, and the caller reads the path whole (RFC 7959 2.6).
         """
         message = self._message(registration, aiocoap.GET, path, accept=accept, observe=0)
-        pending, answer = await self._exchange(registration, message, timeout)
-        return _response(answer), _notifications(pending)
+        pending, answer = await self._exchange(registration, message, timeout, blockwise=False)
+        observation = pending.observation
+        if observation.cancelled:  # answered without Observe: nothing follows
+            return _response(answer), None
+        return _response(answer), Following(observation, on_notification, on_end)
 
     async def cancel_observation(
         self, registration: Registration, path: str, *, timeout: float
@@ -507,7 +526,12 @@ class Lwm2mServer:
             await self._exchange(registration, message, timeout)
 
     async def _exchange(
-        self, registration: Registration, message: aiocoap.Message, timeout: float
+        self,
+        registration: Registration,
+        message: aiocoap.Message,
+        timeout: float,
+        *,
+        blockwise: bool = True,
     ) -> tuple[Any, aiocoap.Message]:
         """Send one request and wait for its answer, within `timeout` seconds.
 
@@ -519,12 +543,14 @@ class Lwm2mServer:
         context = self._require_context()
         loop = asyncio.get_running_loop()
         until = loop.time() + max(0.0, timeout)
-        lock = self._turns.setdefault(registration.endpoint, asyncio.Lock())
+        lock = self._turns.get(registration.endpoint)
+        if lock is None:  # not setdefault: that builds a Lock for every request
+            lock = self._turns[registration.endpoint] = asyncio.Lock()
         try:
             async with asyncio.timeout_at(until):
                 async with lock:
                     message.transport_tuning = _tuning_within(until - loop.time())
-                    pending = context.request(message)
+                    pending = context.request(message, handle_blockwise=blockwise)
                     try:
                         answer = await pending.response
                     except BaseException:
@@ -570,24 +596,69 @@ def _tuning_within(seconds: float) -> aiocoap.numbers.TransportTuning:
 
 
 def _response(message: aiocoap.Message) -> Response:
+    block2 = message.opt.block2
     return Response(
         message.code,
         message.payload,
         message.opt.content_format,
         tuple(message.opt.location_path),
+        partial=block2 is not None and bool(block2.more),
     )
 
 
-async def _notifications(pending: Any) -> AsyncIterator[Response]:
-    try:
-        async for notification in pending.observation:
-            yield _response(notification)
-    except aiocoap.error.Error as err:
-        _LOGGER.debug("Observation ended: %s", err)
-    finally:
-        # An error notification has cancelled it already; cancelling twice asserts.
-        if not pending.observation.cancelled:
-            pending.observation.cancel()
+class Following:
+    """A running observation: aiocoap calls us for each notification and at its end.
+
+    aiocoap 0.4.17 marks its callback interface deprecated in favour of `async for`, which
+    needs a task per observation; its own iterator registers through the same callbacks
+    (with `_suppress_deprecation`), as this does. test_lwm2m_bridge covers notifications
+    and an ended observation.
+    """
+
+    __slots__ = ("_observation", "_on_end", "_on_notification")
+
+    def __init__(
+        self,
+        observation: Any,
+        on_notification: Callable[[Response], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        self._observation: Any = observation
+        self._on_notification = on_notification
+        self._on_end = on_end
+        observation.register_callback(self._notified, _suppress_deprecation=True)
+        observation.register_errback(self._ended, _suppress_deprecation=True)
+
+    def _notified(self, message: aiocoap.Message) -> None:
+        if self._observation is None:
+            return
+        try:
+            self._on_notification(_response(message))
+        except Exception:  # aiocoap's receive path must not see our errors
+            _LOGGER.exception("Handling a notification failed")
+
+    def _ended(self, err: BaseException) -> None:
+        if self._observation is None:
+            return
+        self._observation = None
+        if not isinstance(err, aiocoap.error.NotObservable | aiocoap.error.ObservationCancelled):
+            _LOGGER.debug("Observation ended: %s", err)
+        self._on_end()
+
+    def stop(self) -> None:
+        """Stop listening (our side only); nothing is called after this."""
+        observation, self._observation = self._observation, None
+        if observation is None:
+            return
+        # Cancelled on the next loop turn: aiocoap starts the task that ends its lower
+        # observation when the first answer arrives, and a task cancelled before its first
+        # step never runs its clean-up (the client would be ACKed for ever, never RST).
+        asyncio.get_running_loop().call_soon(_cancel_observation, observation)
+
+
+def _cancel_observation(observation: Any) -> None:
+    if not observation.cancelled:
+        observation.cancel()
 
 
 def _answer(code: Code, reason: str) -> aiocoap.Message:
