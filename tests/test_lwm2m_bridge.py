@@ -247,6 +247,72 @@ async def test_notification_larger_than_one_block_is_read_whole(make_rig: MakeRi
         transport.close()
 
 
+class _Device0Client(asyncio.DatagramProtocol):
+    """A bare LwM2M client whose Device object names its manufacturer (TLV)."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def register(self) -> None:
+        message = aiocoap.Message(
+            code=aiocoap.POST,
+            uri_path=("rd",),
+            uri_query=("ep=late", "lt=60", "lwm2m=1.1", "b=U"),
+            payload=b"</3/0>",
+            content_format=40,
+        )
+        message.mtype, message.mid, message.token = aiocoap.CON, 1, b"r"
+        assert self.transport is not None
+        self.transport.sendto(message.encode(), self.server)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        request = aiocoap.Message.decode(data)
+        if not request.code.is_request():
+            return
+        if request.code == aiocoap.GET:
+            instance = LwM2MPath(3, 0)
+            payload = encode(ContentFormat.TLV, {instance.child(0): "Late Inc"}, instance)
+            answer = aiocoap.Message(code=aiocoap.CONTENT, payload=payload, content_format=11542)
+            if request.opt.observe == 0:
+                answer.opt.observe = 0
+        else:
+            answer = aiocoap.Message(code=aiocoap.CHANGED)  # Write-Attributes
+        answer.mtype, answer.mid, answer.token = aiocoap.ACK, request.mid, request.token
+        assert self.transport is not None
+        self.transport.sendto(answer.encode(), addr)
+
+
+async def test_client_listening_only_after_registering_is_read_again(make_rig: MakeRig) -> None:
+    """Some clients (lwm2m-node-lib) register from a socket and start listening on that
+    port a moment later: the server's first read finds the port closed (ICMP port
+    unreachable) and is tried again shortly, so the device still gets its details."""
+    rig = await make_rig()
+    loop = asyncio.get_running_loop()
+    server = ("127.0.0.1", rig.bridge.settings.port)
+    first, client = await loop.create_datagram_endpoint(
+        lambda: _Device0Client(server), local_addr=("127.0.0.1", 0)
+    )
+    port = first.get_extra_info("sockname")[1]
+    client.register()
+    first.close()  # gone before the 2.01 and the first read arrive
+    await asyncio.sleep(0.25)
+    listening, _ = await loop.create_datagram_endpoint(
+        lambda: _Device0Client(server), local_addr=("127.0.0.1", port)
+    )
+    try:
+        device = await rig.device("late")
+        assert device.info.manufacturer == "Late Inc"
+        assert "read /3/0" not in rig.bridge.rejects.counts
+    finally:
+        await rig.bridge.stop()
+        listening.close()
+
+
 async def test_lock_unlock_is_confirmed_by_the_observed_status(make_rig: MakeRig) -> None:
     rig = await make_rig()
     client = await rig.client()

@@ -54,6 +54,8 @@ _LOGGER = logging.getLogger(__name__)
 # every LwM2M 1.0 client must speak.
 _PREFERRED_FORMATS: Final = (ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON, ContentFormat.TLV)
 _SETUP_TIMEOUT: Final = 10.0
+# Waits before reading again a client whose port was closed (not listening yet).
+_NOT_LISTENING_YET: Final = (0.1, 0.3, 1.0)
 # Reads and observations at admission, across all clients: a registration storm must not
 # open thousands of exchanges at once.
 _SETUP_CONCURRENCY: Final = 64
@@ -398,11 +400,17 @@ class Lwm2mBridge:
 
     async def _read_into(self, endpoint: Endpoint, path: LwM2MPath) -> None:
         """Read an instance; store what comes back (a failed read is logged once)."""
-        try:
-            response = await self._request(endpoint, aiocoap.GET, path, timeout=_SETUP_TIMEOUT)
-        except ServerRequestError as err:
-            self._reject(endpoint, f"read {path}", f"no answer to read of {path}: {err}")
-            return
+        for delay in (*_NOT_LISTENING_YET, None):
+            try:
+                response = await self._request(endpoint, aiocoap.GET, path, timeout=_SETUP_TIMEOUT)
+                break
+            except ServerRequestError as err:
+                if not err.unreachable or delay is None:
+                    self._reject(endpoint, f"read {path}", f"no answer to read of {path}: {err}")
+                    return
+                # Some clients (lwm2m-node-lib) register first and open the socket they
+                # listen on right after: a read at once finds the port closed.
+                await asyncio.sleep(delay)
         if response.code == aiocoap.NOT_ACCEPTABLE and endpoint.accept is not None:
             endpoint.accept = None  # let the client pick its format
             await self._read_into(endpoint, path)

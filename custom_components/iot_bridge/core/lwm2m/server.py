@@ -74,7 +74,14 @@ class RegistrationListener(Protocol):
 
 
 class ServerRequestError(Exception):
-    """A request to a client failed without a CoAP answer (timeout, socket); str() says why."""
+    """A request to a client failed without a CoAP answer (timeout, socket); str() says why.
+
+    `unreachable`: the client's host said nothing listens there (ICMP port unreachable).
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +565,9 @@ class Lwm2mServer:
                         raise
         except (TimeoutError, aiocoap.error.ConRetransmitsExceeded):
             raise ServerRequestError(f"no answer within {timeout:.3g} s") from None
+        except aiocoap.error.NetworkError as err:
+            message = str(err) or type(err).__name__
+            raise ServerRequestError(message, unreachable=True) from err
         except aiocoap.error.Error as err:
             raise ServerRequestError(str(err) or type(err).__name__) from err
         finally:
@@ -629,7 +639,18 @@ class Following:
         observation.register_callback(self._notified, _suppress_deprecation=True)
         observation.register_errback(self._ended, _suppress_deprecation=True)
 
+    # aiocoap calls these inside its receive call and acknowledges a confirmable
+    # notification only after they return, and a client sends its next confirmable
+    # notification only after that ACK (one outstanding per peer). So the work waits for
+    # the next loop turn, in arrival order: a lock that opens a door (two notifications)
+    # is confirmed without the second one waiting for the first one's state writes.
     def _notified(self, message: aiocoap.Message) -> None:
+        asyncio.get_running_loop().call_soon(self._deliver, message)
+
+    def _ended(self, err: BaseException) -> None:
+        asyncio.get_running_loop().call_soon(self._end, err)
+
+    def _deliver(self, message: aiocoap.Message) -> None:
         if self._observation is None:
             return
         try:
@@ -637,7 +658,7 @@ class Following:
         except Exception:  # aiocoap's receive path must not see our errors
             _LOGGER.exception("Handling a notification failed")
 
-    def _ended(self, err: BaseException) -> None:
+    def _end(self, err: BaseException) -> None:
         if self._observation is None:
             return
         self._observation = None
