@@ -158,6 +158,19 @@ async def test_notifications_update_state(make_rig: MakeRig) -> None:
     await wait_for(lambda: device.state.get("3303_0_5700") == 25.25, what="notification")
 
 
+def _register(endpoint: str, objects: bytes) -> aiocoap.Message:
+    """A bare client's Register (CON, message id 1), as bytes on the wire would carry it."""
+    message = aiocoap.Message(
+        code=aiocoap.POST,
+        uri_path=("rd",),
+        uri_query=(f"ep={endpoint}", "lt=60", "lwm2m=1.1", "b=U"),
+        payload=objects,
+        content_format=40,
+    )
+    message.mtype, message.mid, message.token = aiocoap.CON, 1, b"r"
+    return message
+
+
 class _BlockwiseClient(asyncio.DatagramProtocol):
     """A bare LwM2M client on a plain UDP socket whose generic sensor /3300/0 (TLV, units
     longer than a block) answers reads and notifies in 1,024-byte blocks (RFC 7959), as a
@@ -181,15 +194,7 @@ class _BlockwiseClient(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.DatagramTransport)
         self.transport = transport
-        register = aiocoap.Message(
-            code=aiocoap.POST,
-            uri_path=("rd",),
-            uri_query=("ep=blocky", "lt=60", "lwm2m=1.1", "b=U"),
-            payload=b"</3300/0>",
-            content_format=40,
-        )
-        register.mtype, register.mid, register.token = aiocoap.CON, 1, b"r"
-        self.send(register)
+        self.send(_register("blocky", b"</3300/0>"))
 
     def block(self, number: int, observe: int | None = None) -> aiocoap.Message:
         body = self.body()
@@ -259,16 +264,8 @@ class _Device0Client(asyncio.DatagramProtocol):
         self.transport = transport
 
     def register(self) -> None:
-        message = aiocoap.Message(
-            code=aiocoap.POST,
-            uri_path=("rd",),
-            uri_query=("ep=late", "lt=60", "lwm2m=1.1", "b=U"),
-            payload=b"</3/0>",
-            content_format=40,
-        )
-        message.mtype, message.mid, message.token = aiocoap.CON, 1, b"r"
         assert self.transport is not None
-        self.transport.sendto(message.encode(), self.server)
+        self.transport.sendto(_register("late", b"</3/0>").encode(), self.server)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         request = aiocoap.Message.decode(data)

@@ -64,7 +64,13 @@ from .core.bridge import (
 from .core.commands import CommandEngine
 from .core.health import DAY, CommandHealth, Outcome
 from .core.model import Capability, Command, CommandResult, Device
-from .issues import async_clear_issues, async_sync_device_timeouts, async_sync_problem
+from .issues import (
+    ISSUE_REGISTRATION_LAPSED,
+    async_clear_issues,
+    async_sync_device_timeouts,
+    async_sync_problem,
+    async_warn,
+)
 
 type IotBridgeConfigEntry = ConfigEntry[IotBridgeHub]
 
@@ -462,14 +468,11 @@ class IotBridgeHub:
             if now - lapsed < LAPSE_REPAIR_AFTER:
                 continue
             self._lapse_issues.add(device.device_id)
-            ir.async_create_issue(
+            async_warn(
                 self.hass,
-                DOMAIN,
                 self._lapse_issue_id(device.device_id),
-                is_fixable=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key="registration_lapsed",
-                translation_placeholders={
+                ISSUE_REGISTRATION_LAPSED,
+                {
                     "device": device.name,
                     "since": lapsed.isoformat(timespec="minutes"),
                     "target": bridge.describe(),

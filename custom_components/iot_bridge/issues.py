@@ -37,19 +37,28 @@ def async_sync_device_timeouts(
         return
     if ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None:
         LOGGER.warning("%s has answered no command for a day", device_name)
+    async_warn(hass, issue_id, ISSUE_DEVICE_TIMEOUTS, {"device": device_name})
+
+
+@callback
+def async_warn(
+    hass: HomeAssistant, issue_id: str, translation_key: str, placeholders: dict[str, str]
+) -> None:
+    """Raise (or refresh) a repair the user fixes outside Home Assistant: a warning."""
     ir.async_create_issue(
         hass,
         DOMAIN,
         issue_id,
         is_fixable=False,
         severity=ir.IssueSeverity.WARNING,
-        translation_key=ISSUE_DEVICE_TIMEOUTS,
-        translation_placeholders={"device": device_name},
+        translation_key=translation_key,
+        translation_placeholders=placeholders,
     )
 
 
 # Problems a bridge can report, and the issue (translation key) each becomes.
 ISSUE_BROKER_NAGLE = "broker_nagle"
+ISSUE_REGISTRATION_LAPSED = "registration_lapsed"
 _PROBLEM_ISSUES = {PROBLEM_BROKER_NAGLE: ISSUE_BROKER_NAGLE}
 
 
@@ -66,15 +75,7 @@ def async_sync_problem(
     if translation_key is None:
         LOGGER.debug("No repair for the problem %s", problem)
         return
-    ir.async_create_issue(
-        hass,
-        DOMAIN,
-        issue_id,
-        is_fixable=False,
-        severity=ir.IssueSeverity.WARNING,
-        translation_key=translation_key,
-        translation_placeholders={"hub": entry.title, "target": target},
-    )
+    async_warn(hass, issue_id, translation_key, {"hub": entry.title, "target": target})
 
 
 @callback
