@@ -31,6 +31,8 @@ from custom_components.iot_bridge.const import (
 from iot_bridge_sim.coap import CoapDeviceSimulator
 from iot_bridge_sim.devices import DeviceModel
 
+from .common import Simulators
+
 try:  # pytest-socket replaces socket.socket; peers set up outside a test need the real one
     from pytest_socket import _true_socket as _socket  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover
@@ -97,18 +99,14 @@ def coap_entry(
 @pytest.fixture
 async def start_coap_sim(hass: HomeAssistant) -> AsyncGenerator[StartSim]:
     """Start simulated CoAP devices (each in its own thread); all stop after the test."""
-    started: list[CoapDeviceSimulator] = []
+    simulators: Simulators[CoapDeviceSimulator] = Simulators(hass)
 
     async def start(model: DeviceModel, **kwargs: Any) -> CoapDeviceSimulator:
         kwargs.setdefault("printer", logging.getLogger("simulator").info)
-        sim = CoapDeviceSimulator(model, **kwargs)
-        await hass.async_add_executor_job(sim.start)
-        started.append(sim)
-        return sim
+        return await simulators.start(CoapDeviceSimulator(model, **kwargs))
 
     yield start
-    for sim in started:
-        await hass.async_add_executor_job(sim.stop)
+    await simulators.stop_all()
 
 
 class LibcoapServer:

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from unittest.mock import patch
 
 import paho.mqtt.client as mqtt
@@ -160,3 +160,30 @@ def publish_retained(port: int, messages: list[tuple[str, bytes]]) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+class ThreadedSimulator(Protocol):
+    """A simulator that runs in a thread of its own (the MQTT and CoAP ones)."""
+
+    def start(self) -> None:
+        """Start it; returns once it serves."""
+
+    def stop(self) -> None:
+        """Stop it and its thread."""
+
+
+class Simulators[S: ThreadedSimulator]:
+    """Simulators a test started (off the event loop), to stop them all after it."""
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        self.hass = hass
+        self.started: list[S] = []
+
+    async def start(self, sim: S) -> S:
+        await self.hass.async_add_executor_job(sim.start)
+        self.started.append(sim)
+        return sim
+
+    async def stop_all(self) -> None:
+        for sim in self.started:
+            await self.hass.async_add_executor_job(sim.stop)

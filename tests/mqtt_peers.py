@@ -13,6 +13,7 @@ from iot_bridge_sim.behaviour import Behaviour
 from iot_bridge_sim.devices import DeviceModel
 from iot_bridge_sim.mqtt import MqttDeviceSimulator
 
+from .common import Simulators
 from .mosquitto import Broker
 
 StartSim = Callable[..., Awaitable[MqttDeviceSimulator]]
@@ -29,7 +30,7 @@ async def start_sim(
     hass: HomeAssistant, mqtt_broker: Broker, prefix: str
 ) -> AsyncGenerator[StartSim]:
     """Start simulated devices on the test broker (or another); all stop after the test."""
-    started: list[MqttDeviceSimulator] = []
+    simulators: Simulators[MqttDeviceSimulator] = Simulators(hass)
 
     async def start(
         model: DeviceModel,
@@ -45,10 +46,7 @@ async def start_sim(
             behaviour=behaviour,
             printer=logging.getLogger("simulator").info,
         )
-        await hass.async_add_executor_job(sim.start)
-        started.append(sim)
-        return sim
+        return await simulators.start(sim)
 
     yield start
-    for sim in started:
-        await hass.async_add_executor_job(sim.stop)
+    await simulators.stop_all()
